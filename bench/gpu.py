@@ -185,6 +185,44 @@ def run_saelens(p: Plan, data: torch.Tensor, held: torch.Tensor, steps: int) -> 
     return steps * p.sae_batch / secs, fvu(h, recon)
 
 
+def _ms(fn, device: str, reps: int = 10) -> float:
+    fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / reps * 1e3
+
+
+def step_breakdown_rows(p: Plan, x: torch.Tensor, rows: list) -> None:
+    """Where an SAE step's time goes (dense decoder): encoder matmul, BatchTopK selection, whole
+    step. Tells whether `topk` over batch × width scores, not the matmuls, limits the MFU."""
+    from persona_diff.diffing.coder import BatchTopKCoder
+
+    coder = BatchTopKCoder(x.shape[-1], p.sae_width, p.sae_k, 1).to(p.device)
+    opt = torch.optim.Adam(coder.parameters(), lr=1e-4, fused=p.device == "cuda")
+    amp = dict(device_type=p.device, dtype=torch.bfloat16, enabled=p.device == "cuda")
+    with torch.no_grad(), torch.autocast(**amp):
+        pre = coder.pre_acts(x)
+        t_enc = _ms(lambda: coder.pre_acts(x), p.device)
+        t_sel = _ms(lambda: coder.select(pre), p.device)
+
+    def step() -> None:
+        with torch.autocast(**amp):
+            recon, _, _ = coder(x)
+            loss = (recon.float() - x).pow(2).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    t_step = _ms(step, p.device)
+    note = f"batch {len(x)}; share of the whole step"
+    rows.append(("SAE step (dense decoder) ms", t_step, f"batch {len(x)}, fwd+bwd+Adam"))
+    rows.append(("SAE step: encoder forward share", t_enc / t_step, note))
+    rows.append(("SAE step: BatchTopK select share", t_sel / t_step, note))
+
+
 def sae_rows(p: Plan, rate: float, rows: list) -> None:
     for n_sources, label in ((1, "SAE"), (2, "crosscoder")):
         n_held = max(p.sae_batch, 1024)
@@ -202,6 +240,7 @@ def sae_rows(p: Plan, rate: float, rows: list) -> None:
             rows.append((f"{label} ours ({name} decoder) MFU", res[sparse][0] * flops / rate,
                          f"{flops:.3g} FLOP/token{' (dense-equivalent)' if sparse else ''}"))
         if n_sources == 1:
+            step_breakdown_rows(p, data[: p.sae_batch], rows)
             run_saelens(p, data, held, 3)
             tps, f = run_saelens(p, data, held, p.sae_steps)
             rows.append(("SAE SAELens SAETrainer tok/s", tps, shape))

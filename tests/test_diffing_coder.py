@@ -94,3 +94,22 @@ def test_nan_stops_training_with_step_and_checkpoint(tmp_path):
         train_coder(batches, 8, 1, cfg, out_dir=tmp_path, show_progress=False)
     back, _, meta = load_coder(tmp_path / "checkpoint")
     assert meta["step"] == 4 and torch.isfinite(back.W_dec).all()
+
+
+def test_select_has_fixed_size_and_zero_values_do_not_fire():
+    """Fewer positive pre-activations than k·batch: the kept set stays k·batch (no data-dependent
+    shape), the extra entries are zeros, and the threshold EMA only sees the ones that fired."""
+    coder = BatchTopKCoder(8, 32, 4, 1, seed=0)
+    pre = torch.zeros(5, 32)
+    pre[0, 3], pre[2, 7], pre[4, 31] = 2.0, 0.5, 1.0  # 3 positives, k·batch = 20
+    rows, lats, vals = coder.select(pre)
+    assert len(rows) == len(lats) == len(vals) == 20
+    assert torch.all(rows[1:] >= rows[:-1])  # row-major, as embedding_bag needs
+    fired = {(int(r), int(c)) for r, c, v in zip(rows, lats, vals, strict=True) if v > 0}
+    assert fired == {(0, 3), (2, 7), (4, 31)}
+    norms = coder.dec_norms().sum(-1)
+    coder.update_threshold(lats, vals, lr=0.5)
+    assert np.isclose(float(coder.threshold), 0.5 * min(0.5 * float(norms[7]), float(norms[31]), 2 * float(norms[3])))
+    before = float(coder.threshold)
+    coder.update_threshold(lats, torch.zeros_like(vals), lr=0.5)  # nothing fired: unchanged
+    assert float(coder.threshold) == before

@@ -49,11 +49,15 @@ class BatchTopKCoder(nn.Module):
         return F.relu(torch.einsum("bsd,sdm->bm", x - self.b_dec, self.W_enc) + self.b_enc)
 
     def select(self, pre: Float[Tensor, "batch d_sae"]) -> tuple[Tensor, Tensor, Tensor]:
-        """BatchTopK: flat indices into [batch, d_sae] of the kept entries, and their values."""
+        """BatchTopK: rows, latent ids and values of the k·batch largest scores, rows ascending.
+
+        The size is always k·batch (no data-dependent shapes, so no host sync on a GPU). When
+        fewer than k·batch pre-activations are positive some kept values are 0: they decode
+        to nothing and receive no gradient (ReLU), but do not count as firing (`vals > 0`).
+        """
         score = pre * self.dec_norms().sum(-1)
         n_keep = min(self.k * pre.shape[0], pre.numel())
         top = score.flatten().topk(n_keep, sorted=False).indices
-        top = top[pre.flatten()[top] > 0]
         top, _ = top.sort()  # row-major order: rows ascending (needed by embedding_bag)
         rows, lats = top // self.d_sae, top % self.d_sae
         return rows, lats, pre.flatten()[top]
@@ -101,23 +105,26 @@ class BatchTopKCoder(nn.Module):
                    dead: Tensor, k_aux: int) -> Tensor:
         """Aux-k loss (Gao et al. 2024): ‖e − ê‖² averaged over the batch, where e is the
         (detached) residual error and ê decodes the top-`k_aux` *dead* latents of each row
-        (decoder rows only, no bias). Zero when no latent is dead."""
-        n_dead = int(dead.sum())
-        if n_dead == 0 or k_aux <= 0:
+        (decoder rows only, no bias). Zero when no latent is dead.
+
+        Sync-free: live latents are masked to 0 (pre is ReLU'd, so ≥ 0) rather than dropped,
+        so with fewer than `k_aux` dead latents the extra picks decode to nothing."""
+        if k_aux <= 0:
             return pre.new_zeros(())
-        kk = min(k_aux, n_dead)
-        vals, idx = pre.masked_fill(~dead, float("-inf")).topk(kk, dim=-1)
-        vals = vals.clamp_min(0)  # pre is already ReLU'd; -inf cannot survive since kk <= n_dead
+        vals, idx = pre.masked_fill(~dead, 0).topk(min(k_aux, pre.shape[-1]), dim=-1)
         dt = _compute_dtype(vals)
         rec = F.embedding_bag(idx, self.W_dec.flatten(1).to(dt), mode="sum", per_sample_weights=vals.to(dt))
         diff = resid.detach().flatten(1).to(rec.dtype) - rec
-        return diff.to(torch.promote_types(diff.dtype, torch.float32)).pow(2).sum(-1).mean()
+        loss = diff.to(torch.promote_types(diff.dtype, torch.float32)).pow(2).sum(-1).mean()
+        return loss * dead.any()
 
     @torch.no_grad()
     def update_threshold(self, lats: Tensor, vals: Tensor, lr: float = 0.01) -> None:
+        """EMA towards the smallest kept score that fired (vals > 0); unchanged if none fired."""
         if len(vals):
-            score = vals * self.dec_norms().sum(-1)[lats]
-            self.threshold.mul_(1 - lr).add_(lr * score.min().double())
+            score = (vals * self.dec_norms().sum(-1)[lats]).masked_fill(vals <= 0, float("inf"))
+            low = score.min().double()
+            self.threshold.copy_(torch.where(low.isfinite(), (1 - lr) * self.threshold + lr * low, self.threshold))
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:

@@ -11,6 +11,11 @@ and folded into the weights on export.
 
 A non-finite loss stops training with the step and the last good checkpoint (written every
 `checkpoint_every` steps to `<out>/checkpoint`).
+
+On a GPU a step never waits for the host: BatchTopK keeps a fixed k·batch entries, firing
+counts and the FVU tail are accumulated on the device, and the first non-finite step is
+recorded on the device and checked every `check_every` steps, before every checkpoint and at
+the end (so no non-finite weights are ever saved). Adam is the fused CUDA kernel there.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class CoderTrainConfig:
     dead_tokens: int = 100_000  # a latent is dead when it has not fired in this many tokens
     device: str = "auto"  # "cpu", "cuda", "cuda:1"... or "auto" (CUDA when available)
     autocast: bool = True  # bf16 autocast for the forward pass (CUDA only; CPU stays float32)
+    check_every: int = 50  # host check for a non-finite loss every this many steps (and at checkpoints)
 
 
 @dataclass
@@ -120,7 +126,7 @@ def train_coder(
         coder.b_dec.copy_((torch.cat(first) * scale[:, None]).mean(0))
     coder.to(device)
     scale_dev = scale.to(device)
-    opt = torch.optim.Adam(coder.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    opt = torch.optim.Adam(coder.parameters(), lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
     ckpt = Path(out_dir) / "checkpoint" if out_dir else None
     last_good: int | None = None
 
@@ -135,8 +141,20 @@ def train_coder(
                 return
             epoch += 1
 
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            where = f"{ckpt} (step {last_good})" if last_good is not None and ckpt else "none yet"
+            raise TrainingDivergedError(
+                f"training loss became non-finite at step {bad}; last good checkpoint: {where}. "
+                "Lower the learning rate, check the activations for NaN/inf, or resume from the checkpoint"
+            )
+
     tail_from = int(cfg.steps * 0.9)
-    resid = total = 0.0
+    # device-side accumulators: nothing in the loop below waits for the GPU
+    resid = torch.zeros((), dtype=torch.float64, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
     fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=device)
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)  # tokens since last firing
     tokens = 0
@@ -152,12 +170,7 @@ def train_coder(
                 dead = since_fired >= cfg.dead_tokens
                 aux = coder.aux_k_loss(pre, x - recon, dead, cfg.aux_k)
                 loss = loss + cfg.aux_coef * aux
-        if not torch.isfinite(loss):
-            where = f"{ckpt} (step {last_good})" if last_good is not None and ckpt else "none yet"
-            raise TrainingDivergedError(
-                f"training loss became {float(loss)} at step {step}; last good checkpoint: {where}. "
-                "Lower the learning rate, check the activations for NaN/inf, or resume from the checkpoint"
-            )
+        first_bad = torch.where((first_bad < 0) & ~loss.detach().isfinite(), step, first_bad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -166,23 +179,26 @@ def train_coder(
             coder.normalise_decoder()
         tokens += x.shape[0]
         with torch.no_grad():
-            since_fired += x.shape[0]
-            since_fired[lats] = 0
-        if step >= tail_from:
-            with torch.no_grad():
-                resid += float((recon.detach() - x).pow(2).sum())
-                total += float((x - x.mean(0, keepdim=True)).pow(2).sum())
-                fired[lats.unique()] = True
+            fires = torch.zeros(cfg.d_sae, dtype=torch.long, device=device).index_add_(0, lats, (vals > 0).long())
+            since_fired = (since_fired + x.shape[0]).masked_fill(fires > 0, 0)
+            if step >= tail_from:
+                resid += (recon.detach() - x).pow(2).sum().double()
+                total += (x - x.mean(0, keepdim=True)).pow(2).sum().double()
+                fired |= fires > 0
+        if cfg.check_every and (step + 1) % cfg.check_every == 0:
+            check_finite()
         if ckpt and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
             from persona_diff.diffing.saving import save_coder
 
+            check_finite()
             save_coder(coder, scale, ckpt, extra={"step": step + 1})
             last_good = step + 1
+    check_finite()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     coder.cpu()
-    stats = TrainStats(cfg.steps, tokens, seconds, resid / max(total, 1e-12), 1 - float(fired.float().mean()))
+    stats = TrainStats(cfg.steps, tokens, seconds, float(resid / total.clamp_min(1e-12)), 1 - float(fired.float().mean()))
     log.info("trained %s: %.0f tok/s, FVU %.3f, dead %.1f%%", "SAE" if n_sources == 1 else "crosscoder",
              stats.tokens_per_s, stats.fvu, 100 * stats.dead_fraction)
     return coder, scale, stats
