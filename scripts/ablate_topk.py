@@ -31,6 +31,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="model spec to ablate in (usually the fine-tune)")
     ap.add_argument("--base", default=None, help="base model of a PEFT adapter, if its config does not name it")
+    ap.add_argument("--device", default="auto", help="auto (a GPU when visible), cpu, cuda, cuda:N")
+    ap.add_argument("--dtype", default="float32", help="weights dtype: float32, bfloat16 (GPUs), float16")
     ap.add_argument("--directions", required=True, type=Path, help="diffing output folder or directions file")
     ap.add_argument("--k", type=int, default=5, help="how many top directions to ablate")
     ap.add_argument("--layer", type=int, default=None, help="override the sidecar's layer")
@@ -59,7 +61,7 @@ def main() -> None:
     ids = [r.get("latent_id", i) for i, r in enumerate(meta.get("directions", []))][: len(mat)] or list(range(len(mat)))
 
     qs = load_questions(args.questions)[: args.limit_questions]
-    lm = load_model(args.model, base=args.base)
+    lm = load_model(args.model, base=args.base, device=args.device, dtype=args.dtype)
     judge = make_judge(args.judge, cache_dir=args.out)
     cfg = DoseResponseConfig(mode="ablate", positions=args.positions, samples_per_question=args.samples,
                              max_new_tokens=args.max_new_tokens, seed=args.seed)

@@ -33,6 +33,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="model spec to steer (alias, folder, adapter, .gguf)")
     ap.add_argument("--base", default=None, help="base model of a PEFT adapter, if its config does not name it")
+    ap.add_argument("--device", default="auto", help="auto (a GPU when visible), cpu, cuda, cuda:N")
+    ap.add_argument("--dtype", default="float32", help="weights dtype: float32, bfloat16 (GPUs), float16")
     ap.add_argument("--direction", required=True, type=Path, help="direction file or folder (see module docstring)")
     ap.add_argument("--index", type=int, default=0, help="row of a 'directions' [k, D] tensor")
     ap.add_argument("--layers", default=None, help="comma-separated block indices (default: the sidecar's layer)")
@@ -57,7 +59,7 @@ def main() -> None:
         vec = vec / vec.norm()
     layers = [int(x) for x in args.layers.split(",")] if args.layers else [int(meta["layer"])]
     qs = load_questions(args.questions)[: args.limit_questions]
-    lm = load_model(args.model, base=args.base)
+    lm = load_model(args.model, base=args.base, device=args.device, dtype=args.dtype)
     judge = make_judge(args.judge, cache_dir=args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []

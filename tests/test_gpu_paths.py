@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from persona_diff.diffing.coder import BatchTopKCoder
-from persona_diff.diffing.train import CoderTrainConfig, resolve_device, train_coder
+from persona_diff.diffing.train import CoderTrainConfig, train_coder
 from persona_diff.errors import PersonaDiffError
+from persona_diff.models.device import resolve_device
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from persona_diff.errors import LayerIndexError, ModelLoadError, PairMismatchError
+from persona_diff.errors import LayerIndexError, ModelLoadError, PairMismatchError, PersonaDiffError
 from persona_diff.models import (
     CheckpointPair,
     block_output,
@@ -117,6 +117,36 @@ def test_bad_specs(tmp_path):
     empty.mkdir()
     with pytest.raises(ModelLoadError, match="neither a HF model folder"):
         load_model(str(empty))
+
+
+def test_placement_device_and_device_map(tiny_llama, tmp_path, monkeypatch):
+    """`device_map` goes to from_pretrained (accelerate's placement: all on the CPU here) and
+    gives the same logits as a plain load; a bad or unavailable device fails before any
+    weights are read."""
+    import persona_diff.models.loading as loading
+
+    seen = []
+    real = loading.AutoModelForCausalLM.from_pretrained
+
+    def spy(*a, **kw):
+        seen.append(kw.get("device_map"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", spy)
+    ids = torch.tensor([[5, 9, 13, 2]])
+    plain = load_model(str(tiny_llama), device="cpu")
+    mapped = load_model(str(tiny_llama), device_map="auto")
+    assert seen == [None, "auto"]
+    with torch.no_grad():
+        torch.testing.assert_close(mapped.model(ids).logits, plain.model(ids).logits, rtol=0, atol=0)
+    assert next(load_model(str(tiny_llama)).model.parameters()).device.type == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    with pytest.raises(PersonaDiffError, match="not a device"):
+        load_model(str(tmp_path / "never-read"), device="tpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(PersonaDiffError, match="no CUDA GPU is visible"):
+            load_model(str(tiny_llama), device="cuda")
 
 
 def test_resolve_layers():

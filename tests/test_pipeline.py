@@ -100,6 +100,11 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     last = [e for e in _events(out)][-6:]
     assert all(e["event"] == "skip" for e in last)
 
+    # where the models run is not part of the config's identity: another device resumes
+    moved = load_config(RunConfig, None, [*TINY, "device=cpu", "device_map=cpu"])
+    Pipeline(base, ft, moved, out).run()
+    assert all(e["event"] == "skip" for e in _events(out)[-6:])
+
     # another config in the same directory: refused, nothing touched
     other = load_config(RunConfig, None, [*TINY, "steering.alphas=[0.0, 3.0]"])
     with pytest.raises(ConfigError, match="made by another config.*steering"):

@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Probe config YAML (see configs/probes/)."),
         override: list[str] = typer.Option([], "--set", help="Config override key=value, repeatable (e.g. --set mfq.repeats=10)."),
         out: Path = typer.Option(..., "--out", help="Output folder; the model's files go to OUT/ft (and OUT/base); reruns resume."),
+        device: str = typer.Option("auto", "--device", help="Device for local models: auto (a GPU when visible), cpu, cuda, cuda:N."),
+        device_map: str | None = typer.Option(None, "--device-map", help="'auto' spreads each local model over all visible GPUs (models too big for one)."),
+        dtype: str = typer.Option("float32", "--dtype", help="Weights dtype for local models: float32, bfloat16, float16."),
     ) -> None:
         """Run the behavioural probes, print a short table, write JSONL + summary JSON."""
         from persona_diff.config import load_config
@@ -40,6 +43,7 @@ def register(app: typer.Typer) -> None:
             run_probes,
             summary_table,
         )
+        from persona_diff.probes.runner import as_backend
 
         over = list(override)
         if probes:
@@ -53,13 +57,14 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(ProbeConfig, config, over)
         out.mkdir(parents=True, exist_ok=True)
         j = make_judge(judge, cache_dir=out)
+        load_kw = {"device": device, "device_map": device_map, "dtype": dtype}
         results = {}
         if base is not None:
-            results["base"] = run_probes(base, cfg, j, out / "base")
+            results["base"] = run_probes(as_backend(base, **load_kw), cfg, j, out / "base")
             _table(f"base: {base}", summary_table(results["base"]))
         if base is not None and "recog" in cfg.probes and cfg.recog.other_answers is None:
             cfg.recog.other_answers = str(out / "base" / "harm.jsonl")  # another model's answers as foils
-        results["ft"] = run_probes(model, cfg, j, out / "ft")
+        results["ft"] = run_probes(as_backend(model, **load_kw), cfg, j, out / "ft")
         _table(f"model: {model}", summary_table(results["ft"]))
         if base is not None:
             lab = label_persona(results["base"], results["ft"], LabelConfig())

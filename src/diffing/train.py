@@ -31,6 +31,7 @@ import torch
 from persona_diff.diffing.coder import BatchTopKCoder
 from persona_diff.errors import PersonaDiffError
 from persona_diff.log import get_logger, progress
+from persona_diff.models.device import resolve_device
 
 log = get_logger(__name__)
 
@@ -82,15 +83,6 @@ def fvu(x: torch.Tensor, recon: torch.Tensor) -> float:
     resid = (x - recon).pow(2).sum()
     total = (x - x.mean(0, keepdim=True)).pow(2).sum()
     return float(resid / total.clamp_min(1e-12))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise PersonaDiffError(f"device {name!r} asked for, but no CUDA GPU is visible; use device='cpu' or 'auto'")
-    return dev
 
 
 def train_coder(

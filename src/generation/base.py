@@ -57,13 +57,16 @@ def _load_builtin() -> None:
     from persona_diff.generation import hf, openai_http, vllm_backend  # noqa: F401
 
 
-def make_backend(spec: str, **kw: Any) -> Generator:
-    """Build a backend from a spec such as ``hf:smollm2-135m`` or ``openai:http://h:8000/v1#m``."""
+def parse_backend(spec: str) -> tuple[str, str]:
+    """(kind, rest) of a backend spec: ``hf:X``/plain model spec → hf; URL → openai."""
     _load_builtin()
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in _REGISTRY or kind in ("http", "https"):
-        if spec.startswith(("http://", "https://")):
-            kind, rest = "openai", spec
-        else:
-            kind, rest = "hf", spec
+        return ("openai", spec) if spec.startswith(("http://", "https://")) else ("hf", spec)
+    return kind, rest
+
+
+def make_backend(spec: str, **kw: Any) -> Generator:
+    """Build a backend from a spec such as ``hf:smollm2-135m`` or ``openai:http://h:8000/v1#m``."""
+    kind, rest = parse_backend(spec)
     return _REGISTRY[kind](rest, **kw)

@@ -6,6 +6,10 @@ A spec is one of:
   (``adapter_config.json``; its base comes from that file or from ``base=``);
 - a ``.gguf`` file (dequantised to float32 by transformers + gguf);
 - a Hugging Face hub id (needs network or a warm HF cache).
+
+Placement: `device` ("auto" = a CUDA GPU when visible, else the CPU) puts the whole model on
+one device; `device_map="auto"` instead lets accelerate spread it over every visible GPU (for
+models that do not fit one), and `device` is then ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from transformers import (
 
 from persona_diff.errors import ModelLoadError
 from persona_diff.log import get_logger
+from persona_diff.models.device import resolve_device
 from persona_diff.models.embedded import ALIASES, materialise_alias
 
 log = get_logger(__name__)
@@ -82,10 +87,22 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedToke
     return tok
 
 
-def _load_hf(path: str, dtype: str, device: str, trust_remote_code: bool) -> PreTrainedModel:
+@dataclass(frozen=True)
+class Placement:
+    device: str = "auto"
+    device_map: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"device_map": self.device_map} if self.device_map else {}
+
+    def place(self, model: PreTrainedModel) -> PreTrainedModel:
+        return (model if self.device_map else model.to(resolve_device(self.device))).eval()
+
+
+def _load_hf(path: str, dtype: str, where: Placement, trust_remote_code: bool) -> PreTrainedModel:
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code
+            path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, **where.kwargs()
         )
     except OSError as e:
         raise ModelLoadError(
@@ -93,12 +110,14 @@ def _load_hf(path: str, dtype: str, device: str, trust_remote_code: bool) -> Pre
             "Pass an existing local folder, a .gguf file, a PEFT adapter folder, "
             f"an alias ({', '.join(ALIASES)}), or a hub id reachable from this machine"
         ) from None
-    return model.to(device).eval()
+    return where.place(model)
 
 
-def _load_gguf(path: Path, dtype: str, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_gguf(path: Path, dtype: str, where: Placement) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=_dtype(dtype), **where.kwargs()
+        )
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as e:  # gguf raises ValueError/KeyError/struct errors on junk
         raise ModelLoadError(
@@ -108,7 +127,7 @@ def _load_gguf(path: Path, dtype: str, device: str) -> tuple[PreTrainedModel, Pr
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    return model.to(device).eval(), tok
+    return where.place(model), tok
 
 
 def _adapter_base(adapter_dir: Path, base: str | None) -> str:
@@ -150,31 +169,34 @@ def load_model(
     *,
     base: str | None = None,
     dtype: str = "float32",
-    device: str = "cpu",
+    device: str = "auto",
+    device_map: str | None = None,
     merge: bool = False,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load a model from any supported spec (see module docstring).
+    """Load a model from any supported spec (see module docstring for `device`/`device_map`).
 
     `base` overrides the base named in a PEFT adapter's config. `merge=True` merges the
     adapter into the weights (plain module paths, ~1e-2 float differences at SmolLM2 norms);
     otherwise the PeftModel wrapper is kept and the layer helper handles its paths.
     """
     spec = str(spec)
+    where = Placement(device, device_map)
+    resolve_device(device)  # a bad or unavailable device fails before any weights are read
     if spec in ALIASES:
         folder = materialise_alias(spec)
-        model = _load_hf(str(folder), dtype, device, trust_remote_code=False)
+        model = _load_hf(str(folder), dtype, where, trust_remote_code=False)
         return LoadedModel(model, load_tokenizer(str(folder)), spec, "alias", str(folder))
 
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {path} does not exist; check the path")
-        model, tok = _load_gguf(path, dtype, device)
+        model, tok = _load_gguf(path, dtype, where)
         return LoadedModel(model, tok, spec, "gguf", str(path))
 
     if path.is_dir() and (path / "adapter_config.json").is_file():
-        return _load_adapter(path, base, dtype, device, merge, trust_remote_code)
+        return _load_adapter(path, base, dtype, where, merge, trust_remote_code)
 
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -182,7 +204,7 @@ def load_model(
                 f"{path} is neither a HF model folder (no config.json) nor a PEFT adapter "
                 "(no adapter_config.json); point to the folder that holds one of them"
             )
-        model = _load_hf(str(path), dtype, device, trust_remote_code)
+        model = _load_hf(str(path), dtype, where, trust_remote_code)
         return LoadedModel(model, load_tokenizer(str(path), trust_remote_code), spec, "hf", str(path))
 
     looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") != 1 or path.suffix
@@ -191,18 +213,18 @@ def load_model(
             f"model {spec!r} does not exist: no such file or folder, and it is not an alias "
             f"({', '.join(ALIASES)}); check the path"
         )
-    model = _load_hf(spec, dtype, device, trust_remote_code)
+    model = _load_hf(spec, dtype, where, trust_remote_code)
     return LoadedModel(model, load_tokenizer(spec, trust_remote_code), spec, "hf", spec)
 
 
 def _load_adapter(
-    path: Path, base: str | None, dtype: str, device: str, merge: bool, trust_remote_code: bool
+    path: Path, base: str | None, dtype: str, where: Placement, merge: bool, trust_remote_code: bool
 ) -> LoadedModel:
     from peft import PeftModel
 
     base_name = _adapter_base(path, base)
     base_path = _resolve_base_path(base_name, path)
-    base_model = _load_hf(base_path, dtype, device, trust_remote_code)
+    base_model = _load_hf(base_path, dtype, where, trust_remote_code)
     tok_src = path if (path / "tokenizer_config.json").is_file() else Path(base_path)
     tok = load_tokenizer(str(tok_src), trust_remote_code)
     try:

@@ -44,7 +44,9 @@ class AnalysisSection:
 class RunConfig:
     seed: int = 0
     judge: str = "auto"  # auto = a calibrated judge fitted once on the data found; or calibrated:DIR, hf:MODEL, openai:URL#model
-    dtype: str = "float32"
+    dtype: str = "float32"  # weights of both models; bfloat16 on GPUs
+    device: str = "auto"  # auto (a CUDA GPU when visible, else CPU), cpu, cuda, cuda:N
+    device_map: str | None = None  # "auto": spread each model over all visible GPUs (accelerate)
     trust_remote_code: bool = False
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     label: LabelConfig = field(default_factory=LabelConfig)

@@ -37,18 +37,23 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+PLACEMENT_KEYS = ("device", "device_map")
+
+
 def prepare_run_dir(out: Path, cfg: RunConfig, base: str, finetuned: str, force: bool) -> str:
-    """Create or reopen `out`; refuse a directory made by another config (unless `force`)."""
-    h = config_hash({"cfg": to_dict(cfg), "base": base, "finetuned": finetuned})
+    """Create or reopen `out`; refuse a directory made by another config (unless `force`).
+
+    Where the models run (device, device_map) is not part of the config's identity: a run
+    started on one GPU may resume on another machine."""
+    what = {k: v for k, v in to_dict(cfg).items() if k not in PLACEMENT_KEYS}
+    h = config_hash({"cfg": what, "base": base, "finetuned": finetuned})
     cfg_file = out / "config.json"
     if cfg_file.is_file():
         old = json.loads(cfg_file.read_text())
         if old.get("config_hash") != h:
             if not force:
-                changed = sorted(
-                    k for k in set(old.get("config", {})) | set(to_dict(cfg))
-                    if old.get("config", {}).get(k) != to_dict(cfg).get(k)
-                )
+                prev = {k: v for k, v in old.get("config", {}).items() if k not in PLACEMENT_KEYS}
+                changed = sorted(k for k in set(prev) | set(what) if prev.get(k) != what.get(k))
                 models = (old.get("base"), old.get("finetuned")) != (base, finetuned)
                 what = "models" if models else f"sections {', '.join(changed) or '?'}"
                 raise ConfigError(
@@ -118,7 +123,8 @@ class Pipeline:
     @property
     def pair(self) -> CheckpointPair:
         if self._pair is None:
-            kw = {"dtype": self.cfg.dtype, "trust_remote_code": self.cfg.trust_remote_code}
+            c = self.cfg
+            kw = {"dtype": c.dtype, "device": c.device, "device_map": c.device_map, "trust_remote_code": c.trust_remote_code}
             self._pair = CheckpointPair.load(self.base_spec, self.ft_spec, **kw)
         return self._pair
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from persona_diff.config import to_dict
 from persona_diff.errors import ConfigError
-from persona_diff.generation.base import Generator, make_backend
+from persona_diff.generation.base import Generator, make_backend, parse_backend
 from persona_diff.judges.base import Judge, JudgeCache
 from persona_diff.log import get_logger
 from persona_diff.models.loading import LoadedModel
@@ -35,14 +35,17 @@ from persona_diff.probes.stats import json_safe
 log = get_logger(__name__)
 
 
-def as_backend(model: LoadedModel | Generator | str, batch_size: int = 16) -> Generator:
+def as_backend(model: LoadedModel | Generator | str, batch_size: int = 16, **load_kw: Any) -> Generator:
+    """A generation backend for `model`; `load_kw` (device, device_map, dtype...) goes to
+    `load_model` when a local model spec has to be loaded."""
     if isinstance(model, Generator):
         return model
     if isinstance(model, LoadedModel):
         from persona_diff.generation.hf import HFGenerator
 
         return HFGenerator(model, batch_size=batch_size)
-    return make_backend(str(model), batch_size=batch_size)
+    kind, _ = parse_backend(str(model))
+    return make_backend(str(model), batch_size=batch_size, **(load_kw if kind == "hf" else {}))
 
 
 def run_probes(
