@@ -1,12 +1,17 @@
 """Offline vLLM backend (optional extra `persona-diff[vllm]`, GPU only).
 
 One engine serves a base model and any number of LoRA adapters through `LoRARequest`, so
-the six domain fine-tunes of one base are sampled without reloading weights. Activations
+the six domain fine-tunes of one base are sampled without reloading weights (`view(name)`
+gives a handle per adapter). A PEFT adapter folder as the model (``vllm:runs/x/adapter``)
+loads its base with that adapter active. Prefix caching is on: the probes send many requests
+that share a system prompt and question, and `n` samples per prompt go in one request. Activations
 still come from HF + nnsight (vLLM blocks return `(mlp_out, residual)`).
 """
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 from persona_diff.errors import BackendError
@@ -33,8 +38,16 @@ class VLLMGenerator(Generator):
             ) from None
         from persona_diff.models.embedded import ALIASES, materialise_alias
 
-        path = str(materialise_alias(model)) if model in ALIASES else model
         self.adapters = dict(adapters or {})
+        self.active: str | None = None
+        adapter = Path(model).expanduser()
+        if (adapter / "adapter_config.json").is_file():  # a PEFT adapter: its base + the adapter on
+            from persona_diff.models.loading import _adapter_base, _resolve_base_path
+
+            model = _resolve_base_path(_adapter_base(adapter, None), adapter)
+            self.adapters.setdefault(adapter.name, str(adapter))
+            self.active = adapter.name
+        path = str(materialise_alias(model)) if model in ALIASES else model
         self.llm = vllm.LLM(
             model=path,
             enable_lora=bool(self.adapters),
@@ -44,7 +57,6 @@ class VLLMGenerator(Generator):
             **engine_kw,
         )
         self._vllm = vllm
-        self.active: str | None = None
         self.name = f"vllm:{model}"
 
     def use_adapter(self, name: str | None) -> VLLMGenerator:
@@ -53,6 +65,13 @@ class VLLMGenerator(Generator):
             raise BackendError(f"unknown adapter {name!r}; known: {', '.join(self.adapters) or 'none'}")
         self.active = name
         return self
+
+    def view(self, name: str | None) -> VLLMGenerator:
+        """Another handle on the same engine with adapter `name` active (None = the base)."""
+        other = copy.copy(self)
+        other.use_adapter(name)
+        other.name = f"{self.name.split('+')[0]}+{name}" if name else self.name.split("+")[0]
+        return other
 
     def _lora(self) -> Any:
         if self.active is None:

@@ -41,6 +41,17 @@ class AnalysisSection:
 
 
 @dataclass
+class GenerationSection:
+    """Which engine samples the probes' answers. vLLM (the `vllm` extra, GPUs) serves the base
+    with the fine-tune as a LoRA adapter of one engine; activations still come from HF."""
+
+    backend: str = "hf"  # hf | vllm
+    gpu_memory_utilization: float = 0.45  # vLLM's share: the HF pair for capture shares the GPU
+    tensor_parallel_size: int = 1  # GPUs per vLLM engine (32B in bf16: 2-4)
+    max_model_len: int | None = None  # vLLM context cap (None = the model's)
+
+
+@dataclass
 class RunConfig:
     seed: int = 0
     judge: str = "auto"  # auto = a calibrated judge fitted once on the data found; or calibrated:DIR, hf:MODEL, openai:URL#model
@@ -48,6 +59,7 @@ class RunConfig:
     device: str = "auto"  # auto (a CUDA GPU when visible, else CPU), cpu, cuda, cuda:N
     device_map: str | None = None  # "auto": spread each model over all visible GPUs (accelerate)
     trust_remote_code: bool = False
+    generation: GenerationSection = field(default_factory=GenerationSection)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
     capture: CaptureSection = field(default_factory=CaptureSection)

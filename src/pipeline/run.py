@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,8 @@ class Pipeline:
         judge_key = self.judge.describe().get("spec")
         weights = {r: fingerprint(p).get("fingerprint") for r, p in self.weight_paths().items()}
         k_probes = {"models": models, "weights": weights, "probes": to_dict(c.probes), "judge": judge_key, "seed": c.seed}
+        if c.generation.backend != "hf":  # another sampler gives other answers
+            k_probes["generation"] = c.generation.backend
         summaries = self.stages.run("probes", k_probes, self._probes)
         k_label = {"probes": k_probes, "label": to_dict(c.label)}
         self.stages.run("label", k_label, lambda d: self._label(d, summaries))
@@ -168,14 +171,39 @@ class Pipeline:
         from persona_diff.probes import run_probes
 
         out = {}
-        for role, lm in (("base", self.pair.base), ("finetuned", self.pair.finetuned)):
-            log.info("probes on the %s model (%s)", role, lm.spec)
+        for role, make in self._probe_backends():
+            lm = make()
+            log.info("probes on the %s model (%s)", role, lm.name)
             out[role] = run_probes(lm, self.cfg.probes, self.judge, d / role)
+            del lm  # a full-checkpoint vLLM engine is freed before the next one starts
         _write_json(d / "summary.json", _probe_table(out))
         moral = _moral(out)
         if moral:
             _write_json(d / "moral.json", moral)
         return {role: {"probes": s.get("probes", {})} for role, s in out.items()}
+
+    def _probe_backends(self) -> list[tuple[str, Callable[[], Any]]]:
+        """(role, make) pairs: what samples each model's answers. The loaded HF models, or one
+        vLLM engine for the base with the fine-tune as its LoRA adapter (one engine per model,
+        one after the other, when the fine-tune is a full checkpoint)."""
+        base, ft = self.pair.base, self.pair.finetuned
+        g = self.cfg.generation
+        if g.backend == "hf":
+            return [("base", lambda: base), ("finetuned", lambda: ft)]
+        if g.backend != "vllm":
+            raise ConfigError(f"generation.backend {g.backend!r} is unknown; use hf or vllm")
+        from persona_diff.generation.vllm_backend import VLLMGenerator
+
+        kw: dict[str, Any] = {"gpu_memory_utilization": g.gpu_memory_utilization,
+                              "tensor_parallel_size": g.tensor_parallel_size, "seed": self.cfg.seed,
+                              "trust_remote_code": self.cfg.trust_remote_code}
+        if g.max_model_len:
+            kw["max_model_len"] = g.max_model_len
+        if ft.adapter_path and ft.base_path == base.base_path:
+            engine = VLLMGenerator(base.base_path, adapters={"finetuned": ft.adapter_path}, **kw)
+            return [("base", lambda: engine.view(None)), ("finetuned", lambda: engine.view("finetuned"))]
+        return [("base", lambda: VLLMGenerator(base.base_path, **kw)),
+                ("finetuned", lambda: VLLMGenerator(ft.base_path, **kw))]
 
     def _label(self, d: Path, summaries: dict[str, Any]) -> dict[str, Any]:
         from persona_diff.probes import label_persona
