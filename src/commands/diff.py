@@ -24,6 +24,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         sae_path: str | None = typer.Option(None, "--sae-path", help="sae method: a SAELens SAE folder to use instead of training one."),
         sparse_decoder: bool = typer.Option(False, "--sparse-decoder", help="Decode by gathering active decoder rows."),
+        aux_k: int = typer.Option(0, "--aux-k", help="Aux-k loss on dead latents (Gao et al. use 512); 0 = off."),
+        device: str = typer.Option("auto", "--device", help="Training device (and the evidence model's): auto (a GPU when visible), cpu, cuda, cuda:N."),
         evidence: bool = typer.Option(True, "--evidence/--no-evidence", help="Write evidence.json (snippets, logit lens, base vs ft means); loads the base model."),
     ) -> None:
         """Fit a diffing method on a store and export its ranked directions with evidence."""
@@ -33,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from persona_diff.diffing.evidence import export_directions
 
         cfg = DiffConfig(layer=layer, top_k=top_k, d_sae=d_sae, k=k, steps=steps, batch_size=batch_size, lr=lr,
-                         seed=seed, sae_path=sae_path, sparse_decoder=sparse_decoder)
+                         seed=seed, sae_path=sae_path, sparse_decoder=sparse_decoder, aux_k=aux_k, device=device)
         st = ActivationStore(store)
         out.mkdir(parents=True, exist_ok=True)
         (out / "cfg.json").write_text(json.dumps({"method": method, "store": str(store), **to_dict(cfg)}, indent=1))
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
         if evidence:
             from persona_diff.models import load_model
 
-            lm = load_model(st.models["base"])
+            lm = load_model(st.models["base"], device=device)
             st.check_arch(getattr(lm.model.config, "model_type", None), int(lm.model.config.hidden_size))
             model, tok = lm.model, lm.tokenizer
         export_directions(result, out, st if evidence else None, tok, model)

@@ -43,6 +43,9 @@ class DiffConfig:
     lr: float = 1e-3
     seed: int = 0
     sparse_decoder: bool = False
+    aux_k: int = 0  # aux-k loss on dead latents (Gao et al. 2024 use 512); 0 = off
+    device: str = "auto"  # training device: auto (a GPU when visible), cpu, cuda, cuda:N
+    prefetch: int = 2  # batches read ahead from the store by a background thread (pinned on GPUs)
     sae_path: str | None = None  # base-SAE method: use this SAELens SAE instead of training one
     min_freq: float = 1e-3  # crosscoder: ignore latents firing on fewer tokens than this
     # contrastive mean-diff: labels from judged scores kept in the streams' meta

@@ -10,12 +10,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from persona_diff.activations.loader import iter_store_batches
 from persona_diff.activations.store import ActivationStore
 from persona_diff.diffing.base import DiffMethod, DiffResult, register_method
 from persona_diff.diffing.saving import save_coder, save_sae_lens
 from persona_diff.diffing.train import CoderTrainConfig, train_coder
 from persona_diff.errors import PersonaDiffError
 from persona_diff.log import get_logger
+from persona_diff.models.device import resolve_device
 
 log = get_logger(__name__)
 
@@ -103,10 +105,13 @@ class _CoderMethod(DiffMethod):
         cfg = self.cfg
         bs = max(1, min(cfg.batch_size, store.n_tokens))
         tcfg = CoderTrainConfig(d_sae=cfg.d_sae, k=cfg.k, steps=cfg.steps, batch_size=bs, lr=cfg.lr, seed=cfg.seed,
-                                sparse_decoder=cfg.sparse_decoder)
+                                sparse_decoder=cfg.sparse_decoder, aux_k=cfg.aux_k, device=cfg.device)
+        pin = resolve_device(cfg.device).type == "cuda"
 
         def batches(epoch: int):
-            for x in store.iter_batches(layer, kinds, batch_size=bs, seed=cfg.seed + epoch, drop_last=True):
+            it = iter_store_batches(store, prefetch_depth=cfg.prefetch, pin_memory=pin, layer=layer, which=kinds,
+                                    batch_size=bs, seed=cfg.seed + epoch, drop_last=True)
+            for x in it:
                 yield x[:, None] if x.dim() == 2 else x
 
         return train_coder(batches, store.d_model, n_sources, tcfg, out_dir=self.out_dir)
