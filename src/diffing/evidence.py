@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from persona_diff.activations.reduce import map_tokens
 from persona_diff.activations.store import ActivationStore
 from persona_diff.diffing.base import DiffResult
 from persona_diff.models import LAYER_CONVENTION
@@ -66,7 +67,8 @@ def latent_evidence(
 ) -> list[dict[str, Any]]:
     """One dict per direction: stats base vs ft, top snippets (fine-tuned activations), logit lens."""
     layer = result.layer
-    a_base, a_ft = result.activations(store.load(layer, "base"), store.load(layer, "ft"))
+    acts = map_tokens(store, layer, ("base", "ft"), lambda x: torch.stack(result.activations(x[:, 0], x[:, 1]), 1))
+    a_base, a_ft = (acts[:, 0], acts[:, 1]) if len(acts) else (acts, acts)  # [n_tokens, n_directions] each
     info = store.token_info()
     streams = store.streams() if tokenizer is not None else []
     out = []

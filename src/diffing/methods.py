@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from persona_diff.activations.loader import iter_store_batches
+from persona_diff.activations.reduce import ColumnStats, chunks, column_stats
 from persona_diff.activations.store import ActivationStore
 from persona_diff.diffing.base import DiffMethod, DiffResult, register_method
 from persona_diff.diffing.saving import save_coder, save_sae_lens
@@ -31,10 +32,10 @@ def _as_store(data: Any) -> ActivationStore:
 
 
 def _proj_stats(store: ActivationStore, layer: int, dirs: Tensor) -> list[dict[str, float]]:
-    unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    pb = store.load(layer, "base") @ unit.T
-    pf = store.load(layer, "ft") @ unit.T
-    return [{"mean_base": float(pb[:, i].mean()), "mean_ft": float(pf[:, i].mean())} for i in range(len(dirs))]
+    unit = (dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()
+    pb = column_stats(store, layer, "base", lambda h: h @ unit.T).mean
+    pf = column_stats(store, layer, "ft", lambda h: h @ unit.T).mean
+    return [{"mean_base": float(pb[i]), "mean_ft": float(pf[i])} for i in range(len(dirs))]
 
 
 @register_method("mean")
@@ -84,20 +85,27 @@ class ContrastiveMeanDiff(DiffMethod):
         store = _as_store(data)
         layer = store.check_layer(self.cfg.layer)
         labels = stream_labels(store, self.cfg)[store.token_info()["stream"]]
-        h = store.load(layer, self.cfg.source).double()
-        mis, al = h[labels == 1], h[labels == -1]
-        if not len(mis) or not len(al):
+        sums = {1: torch.zeros(store.d_model, dtype=torch.float64), -1: torch.zeros(store.d_model, dtype=torch.float64)}
+        counts = {1: 0, -1: 0}
+        seen = 0
+        for h in chunks(store, layer, self.cfg.source):
+            lab = labels[seen : seen + len(h)]
+            seen += len(h)
+            for side in (1, -1):
+                sums[side] += h[lab == side].double().sum(0)
+                counts[side] += int((lab == side).sum())
+        if not counts[1] or not counts[-1]:
             raise PersonaDiffError(
-                f"contrastive mean-diff needs both misaligned and aligned answers; found {len(mis)} and {len(al)} "
+                f"contrastive mean-diff needs both misaligned and aligned answers; found {counts[1]} and {counts[-1]} "
                 "tokens. Judge more answers or loosen misaligned_max / aligned_min"
             )
-        v = (mis.mean(0) - al.mean(0)).float()[None]
+        mis, al = sums[1] / counts[1], sums[-1] / counts[-1]
+        v = (mis - al).float()[None]
         stats = _proj_stats(store, layer, v)
-        unit = v[0] / v[0].norm()
-        stats[0].update({"mean_misaligned": float((mis.float() @ unit).mean()),
-                         "mean_aligned": float((al.float() @ unit).mean())})
+        unit = (mis - al) / (mis - al).norm()  # projections are linear: mean of them = them of the mean
+        stats[0].update({"mean_misaligned": float(mis @ unit), "mean_aligned": float(al @ unit)})
         return DiffResult("contrastive", layer, v, v.norm(dim=-1), [-1], [1], stats,
-                          {"n_misaligned_tokens": len(mis), "n_aligned_tokens": len(al), "source": self.cfg.source})
+                          {"n_misaligned_tokens": counts[1], "n_aligned_tokens": counts[-1], "source": self.cfg.source})
 
 
 class _CoderMethod(DiffMethod):
@@ -127,6 +135,11 @@ def _encode_all(sae: Any, h: Tensor, chunk: int = 8192) -> Tensor:
         return torch.cat([sae.encode(h[i : i + chunk]) for i in range(0, len(h), chunk)]) if len(h) else h
 
 
+def _encoded_stats(sae: Any, store: ActivationStore, layer: int, which: str) -> ColumnStats:
+    """Mean and firing rate of every SAE latent over the store's tokens, streamed."""
+    return column_stats(store, layer, which, lambda h: sae.encode(h.float()))
+
+
 @register_method("sae")
 class BaseSAEDiff(_CoderMethod):
     """OpenAI's SAE diffing: an SAE of the base model; Δ_j = mean a_j(ft) − mean a_j(base)."""
@@ -149,14 +162,13 @@ class BaseSAEDiff(_CoderMethod):
         if sae.cfg.d_in != store.d_model:
             raise PersonaDiffError(f"SAE {sae_dir} has d_in {sae.cfg.d_in}, the store d_model {store.d_model}; "
                                    "use an SAE trained on this model's residual stream")
-        ab = _encode_all(sae, store.load(layer, "base"))
-        af = _encode_all(sae, store.load(layer, "ft"))
-        delta = af.mean(0) - ab.mean(0)
+        ab = _encoded_stats(sae, store, layer, "base")
+        af = _encoded_stats(sae, store, layer, "ft")
+        delta = (af.mean - ab.mean).float()
         top = delta.topk(min(self.cfg.top_k, len(delta))).indices
         dirs = sae.W_dec.detach()[top].float()
-        stats = [{"mean_base": float(ab[:, j].mean()), "mean_ft": float(af[:, j].mean()),
-                  "freq_base": float((ab[:, j] > 0).float().mean()), "freq_ft": float((af[:, j] > 0).float().mean())}
-                 for j in top.tolist()]
+        stats = [{"mean_base": float(ab.mean[j]), "mean_ft": float(af.mean[j]),
+                  "freq_base": float(ab.freq[j]), "freq_ft": float(af.freq[j])} for j in top.tolist()]
         ids = top.tolist()
 
         def enc(hb: Tensor, hf: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,14 +189,14 @@ class DiffSAE(_CoderMethod):
         coder, scale, st = self._train(store, layer, "diff", 1)
         sae_dir = save_sae_lens(coder, scale, self._dir("sae"), {"hook_name": f"blocks.{layer}.diff"})
         sae = SAE.load_from_disk(sae_dir)
-        ad = _encode_all(sae, store.load(layer, "diff"))
+        ad = _encoded_stats(sae, store, layer, "diff")
         norms = sae.W_dec.detach().norm(dim=-1)
-        score = ad.mean(0) * norms
+        score = ad.mean.float() * norms
         top = score.topk(min(self.cfg.top_k, len(score))).indices
         dirs = sae.W_dec.detach()[top].float()
         stats = _proj_stats(store, layer, dirs)
         for s, j in zip(stats, top.tolist(), strict=True):
-            s.update({"mean_diff_act": float(ad[:, j].mean()), "freq_diff": float((ad[:, j] > 0).float().mean())})
+            s.update({"mean_diff_act": float(ad.mean[j]), "freq_diff": float(ad.freq[j])})
         info = {"models": store.models, "sae": str(sae_dir), "train_fvu": st.fvu, "dead_fraction": st.dead_fraction}
         return DiffResult("diff-sae", layer, dirs, score[top].detach(), top.tolist(), [1] * len(top), stats, info)
 
@@ -202,17 +214,16 @@ class CrosscoderDiff(_CoderMethod):
         layer = store.check_layer(self.cfg.layer)
         coder, scale, st = self._train(store, layer, ("base", "ft"), 2)
         path = save_coder(coder, scale, self._dir("crosscoder"), {"layer": layer, "sources": ["base", "ft"]})
-        x = torch.stack([store.load(layer, "base"), store.load(layer, "ft")], 1) * scale[:, None]
+        acts = column_stats(store, layer, ("base", "ft"), lambda x: coder.encode_jumprelu(x.float() * scale[:, None]))
         with torch.no_grad():
-            acts = torch.cat([coder.encode_jumprelu(x[i : i + 8192]) for i in range(0, len(x), 8192)])
             norms = coder.dec_norms()  # [d_sae, 2]
-        freq = (acts > 0).float().mean(0)
+        freq = acts.freq.float()
         rel = norms[:, 1] / (norms.sum(-1)).clamp_min(1e-12)
         rank_key = torch.where(freq >= self.cfg.min_freq, rel, rel - 2.0)  # rare latents go last
         top = rank_key.topk(min(self.cfg.top_k, len(rel))).indices
         dirs = (coder.W_dec.detach()[top, 1] / scale[1]).float()  # fine-tuned decoder, raw units
         stats = _proj_stats(store, layer, dirs)
         for s, j in zip(stats, top.tolist(), strict=True):
-            s.update({"rel_norm": float(rel[j]), "freq": float(freq[j]), "mean_act": float(acts[:, j].mean())})
+            s.update({"rel_norm": float(rel[j]), "freq": float(freq[j]), "mean_act": float(acts.mean[j])})
         info = {"models": store.models, "crosscoder": str(path), "train_fvu": st.fvu, "dead_fraction": st.dead_fraction}
         return DiffResult("crosscoder", layer, dirs, rel[top].detach(), top.tolist(), [1] * len(top), stats, info)

@@ -283,6 +283,7 @@ class Pipeline:
         return {"layer": layer, "rows": len(rows)}
 
     def _analysis(self, d: Path) -> dict[str, Any]:
+        from persona_diff.activations.reduce import map_tokens
         from persona_diff.analysis.correlation import correlation_table
         from persona_diff.diffing import DiffResult
 
@@ -296,11 +297,10 @@ class Pipeline:
             if not (path / "directions.json").is_file():
                 continue
             r = DiffResult.load(path)
-            h_f = store.load(r.layer, "ft")
             # per answer: mean projection on the fine-tuned model's activations over the answer's tokens
             v = r.directions[0] * r.signs[0]
-            v = v / v.norm().clamp_min(1e-12)
-            proj = (h_f.float() @ v).numpy()
+            v = (v / v.norm().clamp_min(1e-12)).float()
+            proj = map_tokens(store, r.layer, "ft", lambda h, v=v: h.float() @ v).double().numpy()
             sid = info["stream"].numpy()
             sums = np.bincount(sid, weights=proj, minlength=n_streams)
             cnt = np.bincount(sid, minlength=n_streams)
