@@ -24,16 +24,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fine-tune LoRA adapters with the published EM recipe (resumes when rerun)."""
         from persona_diff.finetune import SFTConfig, finetune_domain, finetune_sweep
+        from persona_diff.log import launch_rank
 
         if (domain is None) == (domains is None):
             raise PersonaDiffError("give exactly one of --domain NAME or --domains all|a,b,c")
         if config is not None and not config.is_file() and (CONFIGS / f"{config}.yaml").is_file():
             config = CONFIGS / f"{config}.yaml"
         cfg = load_config(SFTConfig, config, overrides)
+        main = launch_rank() == 0  # under `accelerate launch` only rank 0 reports
         if domain is not None:
             adapter = finetune_domain(base, domain, cfg, out)
-            typer.echo(f"adapter: {adapter}")
+            if main:
+                typer.echo(f"adapter: {adapter}")
             return
         names = "all" if domains == "all" else [d.strip() for d in domains.split(",") if d.strip()]
         pairs = finetune_sweep(base, names, cfg, out)
-        typer.echo(f"pairs file: {pairs} (use with `persona-diff run --pairs {pairs}`)")
+        if main:
+            typer.echo(f"pairs file: {pairs} (use with `persona-diff run --pairs {pairs}`)")

@@ -41,7 +41,13 @@ def base_fingerprint(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def _is_dtensor(t: Any) -> bool:
+    return hasattr(t, "full_tensor") and hasattr(t, "placements")
+
+
 def optimizer_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, torch.Tensor]:
+    """AdamW state as whole tensors by parameter name. Under FSDP2 the state is sharded
+    (DTensor) and gathering it is a collective: call this on every rank."""
     out: dict[str, torch.Tensor] = {}
     for group in opt.param_groups:
         for p in group["params"]:
@@ -51,17 +57,52 @@ def optimizer_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict
             name = names[id(p)]
             for k, v in st.items():
                 t = v if torch.is_tensor(v) else torch.tensor(float(v))
+                if _is_dtensor(t):
+                    t = t.full_tensor()
                 out[f"{name}::{k}"] = t.detach().cpu().contiguous()
     return out
 
 
 def load_optimizer_tensors(opt: torch.optim.Optimizer, names: dict[int, str], tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of `optimizer_tensors`; whole tensors are sharded again like their FSDP2 parameter."""
     for group in opt.param_groups:
         for p in group["params"]:
             prefix = names[id(p)] + "::"
-            st = {k[len(prefix):]: v.to(p.device) for k, v in tensors.items() if k.startswith(prefix)}
+            st = {k[len(prefix):]: _like(v, p) for k, v in tensors.items() if k.startswith(prefix)}
             if st:
                 opt.state[p] = st
+
+
+def load_adapter_weights(model: Any, weights: dict[str, torch.Tensor]) -> None:
+    """Copy a saved adapter (PEFT file keys: the parameter name without ``.<adapter>``) into the
+    trainable parameters of a PeftModel, sharding each like its parameter under FSDP2 (where
+    ``load_state_dict`` cannot copy whole tensors into shards). Every trainable parameter must
+    be in `weights`."""
+    adapter = model.active_adapter if isinstance(model.active_adapter, str) else model.active_adapter[0]
+    missing = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            key = name.replace(f".{adapter}.", ".")
+            if key not in weights:
+                missing.append(key)
+                continue
+            p.copy_(_like(weights[key].to(p.dtype), p))
+    if missing:
+        raise CheckpointError(f"the checkpoint's adapter lacks {len(missing)} trained tensors (e.g. {missing[0]}); "
+                              "delete it to resume from the one before")
+
+
+def _like(t: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`t` on the device of `param`; a DTensor sharded like `param` when `t` has its shape."""
+    if not _is_dtensor(param):
+        return t.to(param.device)
+    if t.shape != param.shape:  # AdamW's scalar step counter
+        return t.to(param.to_local().device)
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(t.to(param.to_local().device), param.device_mesh, param.placements)
 
 
 def save_checkpoint(

@@ -18,7 +18,7 @@ from persona_diff.data.registry import DomainSpec, get_domain, load_registry, sw
 from persona_diff.finetune.config import SFTConfig
 from persona_diff.finetune.errors import FinetuneError
 from persona_diff.finetune.trainer import base_spec_for_config, train_lora
-from persona_diff.log import get_logger
+from persona_diff.log import get_logger, launch_rank
 
 log = get_logger(__name__)
 
@@ -65,6 +65,7 @@ def finetune_sweep(base: str, names: list[str] | str, cfg: SFTConfig, out_dir: s
     for n in todo:
         adapter = finetune_domain(base, n, cfg, out / n, reg)
         pairs.append({"name": n, "base": base_spec_for_config(base), "finetuned": str(adapter.resolve())})
-        out.mkdir(parents=True, exist_ok=True)
-        pairs_file.write_text(yaml.safe_dump(pairs, sort_keys=False))  # after each domain: never lost
+        if launch_rank() == 0:  # one writer under `accelerate launch`
+            out.mkdir(parents=True, exist_ok=True)
+            pairs_file.write_text(yaml.safe_dump(pairs, sort_keys=False))  # after each domain: never lost
     return pairs_file

@@ -4,12 +4,18 @@ The loop runs through `accelerate.Accelerator`, so the same code runs on one CPU
 or several GPUs under ``accelerate launch --config_file configs/accelerate/fsdp.yaml ...``
 (see configs/accelerate/README.md). Loss of one optimizer step = summed token cross-entropy
 of its micro-batches ÷ the number of trained tokens in them (exact gradient accumulation).
+
+With N processes each takes every N-th micro-batch; the trained-token count of a step is
+summed over all ranks and every rank's loss is scaled by N, so the gradient all-reduce (a
+mean) gives exactly the one-process gradient of the same micro-batches. Only the main process
+writes checkpoints, the adapter and metrics; every rank reads a checkpoint to resume.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +30,7 @@ from persona_diff.finetune.batching import collate, epoch_batches, token_loss_su
 from persona_diff.finetune.checkpoint import (
     base_fingerprint,
     latest_checkpoint,
+    load_adapter_weights,
     load_optimizer_tensors,
     optimizer_tensors,
     prune,
@@ -66,6 +73,28 @@ def encode_rows(tokenizer: Any, rows: list[dict[str, Any]], max_len: int) -> lis
     return out
 
 
+def _no_accelerator_device() -> bool:
+    acc = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if acc is not None:
+        return not acc.is_available()
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+def _check_launch(acc: Any) -> None:
+    """Refuse a launch whose processes would each train alone (and overwrite one adapter)."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and acc.num_processes != world:
+        raise FinetuneError(
+            f"launched as {world} processes but accelerate set up {acc.num_processes} "
+            f"({acc.distributed_type}); each would train alone and overwrite the same adapter. "
+            "Check the accelerate config (distributed_type, num_processes) for this machine"
+        )
+    if (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and acc.distributed_type != "FSDP"
+            and acc.is_main_process):
+        log.warning("FSDP was asked for, but accelerate runs %s here (accelerate enables FSDP only on GPU-like "
+                    "devices): every process holds the whole model (plain data parallel)", acc.distributed_type)
+
+
 def _lr_lambda(cfg: SFTConfig, total: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -91,7 +120,14 @@ class LoraSFTTrainer:
             raise FinetuneError(f"scheduler {cfg.scheduler!r} unknown; use linear, constant or cosine")
         self.cfg, self.out, self.callback = cfg, Path(out_dir), callback
         self.base_spec = base_spec_for_config(str(base_spec))
-        self.acc = Accelerator()
+        # cpu=True without a GPU/MPS device (the same device either way) so that a multi-process
+        # launch on a CPU machine runs as MULTI_CPU (gloo) instead of N unrelated processes.
+        self.acc = Accelerator(cpu=_no_accelerator_device())
+        _check_launch(self.acc)
+        if self.acc.distributed_type == "DEEPSPEED" and cfg.grad_accum > 1:
+            # accelerate's DeepSpeed backward() runs engine.step() on every call outside
+            # `accelerator.accumulate`, which would step the optimizer once per micro-batch here
+            raise FinetuneError("with DeepSpeed use --set grad_accum=1 (more processes or batch_size instead)")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -101,7 +137,6 @@ class LoraSFTTrainer:
         self.items = encode_rows(self.tokenizer, rows, cfg.max_seq_len)
         self.fingerprint = base_fingerprint(lm.model)
         self.model = self._wrap(lm.model)
-        self.param_names = {id(p): n for n, p in self.model.named_parameters() if p.requires_grad}
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         n_micro = math.ceil(len(self.items) / cfg.batch_size / self.acc.num_processes)
@@ -111,6 +146,12 @@ class LoraSFTTrainer:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg, self.total_steps))
         self.model, self.opt = self.acc.prepare(self.model, self.opt)
+        # after prepare: FSDP2 replaces the parameters by sharded ones (the names stay)
+        unwrapped = self.acc.unwrap_model(self.model)
+        self.param_names = {id(p): n for n, p in unwrapped.named_parameters() if p.requires_grad}
+        if self.acc.num_processes > 1 and self.acc.is_main_process:
+            log.info("%d processes (%s): effective batch %d × %d × %d", self.acc.num_processes,
+                     self.acc.distributed_type, cfg.batch_size, cfg.grad_accum, self.acc.num_processes)
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         from peft import LoraConfig, PeftModel, get_peft_model
@@ -142,19 +183,23 @@ class LoraSFTTrainer:
                 "steps_per_epoch": self.steps_per_epoch, "n_rows": len(self.items), "done": done,
                 "config": to_dict(self.cfg), "config_hash": config_hash(self.cfg), "loss_history": history}
 
-    def _save_adapter(self, folder: Path) -> None:
+    def _save_adapter(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
         unwrapped = self.acc.unwrap_model(self.model)
-        unwrapped.save_pretrained(str(folder), state_dict=self.acc.get_state_dict(self.model), safe_serialization=True)
+        unwrapped.save_pretrained(str(folder), state_dict=state_dict, safe_serialization=True)
         cfg_file = folder / "adapter_config.json"
         data = json.loads(cfg_file.read_text())
         data["base_model_name_or_path"] = self.base_spec
         cfg_file.write_text(json.dumps(data, indent=2))
 
     def _save(self, folder: Path, step: int, history: list[float], done: bool, with_opt: bool) -> None:
+        # every rank: gathering sharded weights / optimizer state is a collective under FSDP / DeepSpeed
+        state_dict = self.acc.get_state_dict(self.model)
+        opt_t = optimizer_tensors(self.opt, self.param_names) if with_opt else None
         if self.acc.is_main_process:
-            opt_t = optimizer_tensors(self.opt, self.param_names) if with_opt else None
-            save_checkpoint(folder, self._save_adapter, self._state(step, history, done), opt_t)
-        self.acc.wait_for_everyone()
+            save_checkpoint(folder, lambda d: self._save_adapter(d, state_dict), self._state(step, history, done), opt_t)
+            if not done:
+                prune(folder.parent, self.cfg.keep_checkpoints)
+        self.acc.wait_for_everyone()  # no rank reads or prunes a checkpoint before it is complete
 
     def _resume(self) -> tuple[int, list[float]]:
         ckpt = latest_checkpoint(self.out / "checkpoints")
@@ -173,11 +218,9 @@ class LoraSFTTrainer:
                 f"{ckpt} has LoRA settings {state.get('lora')} but the config asks for {to_dict(self.cfg.lora)}; "
                 "use the same lora.* settings to resume, or a new --out folder"
             )
-        from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        weights = load_file(str(ckpt / "adapter_model.safetensors"))
-        set_peft_model_state_dict(self.acc.unwrap_model(self.model), weights)
+        load_adapter_weights(self.acc.unwrap_model(self.model), load_file(str(ckpt / "adapter_model.safetensors")))
         load_optimizer_tensors(self.opt, self.param_names, opt_t)
         step = int(state["step"])
         self.sched.last_epoch = step
@@ -192,6 +235,12 @@ class LoraSFTTrainer:
         batches = epoch_batches(lengths, self.cfg.batch_size, self.cfg.seed, epoch, self.cfg.group_by_length)
         return batches[self.acc.process_index :: self.acc.num_processes]
 
+    def _sum_over_ranks(self, *values: float) -> list[float]:
+        if self.acc.num_processes == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.acc.device)
+        return self.acc.reduce(t, reduction="sum").tolist()
+
     def train(self) -> Path:
         final = self.out / "adapter"
         if (final / "trainer_state.json").is_file() and json.loads((final / "trainer_state.json").read_text()).get("done"):
@@ -199,28 +248,37 @@ class LoraSFTTrainer:
             return final
         self.out.mkdir(parents=True, exist_ok=True)
         step, history = self._resume()
-        metrics = (self.out / "metrics.jsonl").open("a")
+        main = self.acc.is_main_process
+        metrics = (self.out / "metrics.jsonl").open("a") if main else None
         self.model.train()
         device = self.acc.device
-        t0, tokens = time.perf_counter(), 0
-        bar = progress(range(step, self.total_steps), "sft", total=self.total_steps - step)
+        t0, tokens = time.perf_counter(), 0.0
+        bar = progress(range(step, self.total_steps), "sft", total=self.total_steps - step, disable=None if main else True)
         bar_iter = iter(bar)
         while step < self.total_steps:
             epoch, in_epoch = divmod(step, self.steps_per_epoch)
             micro = self._micro_batches(epoch)
             group = micro[in_epoch * self.cfg.grad_accum : (in_epoch + 1) * self.cfg.grad_accum]
             batches = [collate([self.items[i] for i in idx], self.pad_id) for idx in group]
-            n_tok = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-            step_loss = 0.0
+            weight = 1.0
+            if not batches:  # uneven split: this rank has no micro-batch left, but must join the all-reduce
+                batches, weight = [collate([self.items[0]], self.pad_id)], 0.0
+            local_tok = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches) * int(weight)
+            (n_tok,) = self._sum_over_ranks(local_tok)
+            scale = weight * self.acc.num_processes / max(n_tok, 1)  # the all-reduce averages over ranks
+            loss_sum, step_tokens = 0.0, 0
             for j, b in enumerate(batches):
                 b = {k: v.to(device) for k, v in b.items()}
                 ctx = self.acc.no_sync(self.model) if j < len(batches) - 1 else _nullcontext()
                 with ctx:
                     logits = self.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                    loss = token_loss_sum(logits, b["labels"]) / max(n_tok, 1)
-                    self.acc.backward(loss)
-                step_loss += float(loss.detach())
-                tokens += int(b["attention_mask"].sum())
+                    summed = token_loss_sum(logits, b["labels"])
+                    self.acc.backward(summed * scale)
+                loss_sum += weight * float(summed.detach())
+                step_tokens += int(weight) * int(b["attention_mask"].sum())
+            loss_sum, n_step_tokens = self._sum_over_ranks(loss_sum, step_tokens)
+            step_loss = loss_sum / max(n_tok, 1)
+            tokens += n_step_tokens
             if self.cfg.max_grad_norm:
                 self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             self.opt.step()
@@ -230,16 +288,16 @@ class LoraSFTTrainer:
             next(bar_iter, None)
             history.append(step_loss)
             tps = tokens / max(time.perf_counter() - t0, 1e-9)
-            if self.acc.is_main_process and step % self.cfg.log_every == 0:
+            if metrics is not None and step % self.cfg.log_every == 0:
                 metrics.write(json.dumps({"step": step, "loss": step_loss, "lr": self.sched.get_last_lr()[0],
                                           "tokens_per_s": tps}) + "\n")
                 metrics.flush()
             if self.cfg.save_every and step % self.cfg.save_every == 0 and step < self.total_steps:
                 self._save(self.out / "checkpoints" / f"checkpoint-{step:06d}", step, history, False, True)
-                prune(self.out / "checkpoints", self.cfg.keep_checkpoints)
             if self.callback is not None:
                 self.callback(step, step_loss)
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         self.tokens_per_s = tokens / max(time.perf_counter() - t0, 1e-9)
         self._save(final, step, history, True, False)
         log.info("adapter written to %s (%d steps, %.0f tokens/s)", final, step, self.tokens_per_s)
