@@ -37,7 +37,6 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests scripts bench
-	$(VENV)/bin/ruff format --check src tests scripts bench
 
 bench: install
 	$(PY) bench/generation.py
