@@ -7,7 +7,12 @@ On SmolLM2-135M (30 blocks), the same token batches:
 - peak RSS growth (over the loaded models) of a capture of 1x vs 10x the tokens, each in
   a fresh subprocess, with 2,048-token shards.
 
-    python bench/capture.py [--streams 16] [--len 96] [--threads 1]
+    python bench/capture.py [--streams 16] [--len 96] [--threads 1] [--shard-tokens 16384]
+                            [--write-ahead 1] [--no-memory]
+
+`--shard-tokens` smaller than the capture makes the store writer save and hash shards during
+the capture (with the default, the small bench writes one shard at the end); `--write-ahead 0`
+writes them on the main thread (no overlap with the forwards).
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only-memory", action="store_true", help="skip the timing part")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory part")
+    ap.add_argument("--shard-tokens", type=int, default=16384, help="shard size (timing part)")
+    ap.add_argument("--write-ahead", type=int, default=None, help="capture's write_ahead")
     ap.add_argument("--memory-child", nargs=2, type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -86,7 +94,8 @@ def main() -> None:
         return
     if not args.only_memory:
         timing(args)
-    memory(args)
+    if not args.no_memory:
+        memory(args)
 
 
 def timing(args: argparse.Namespace) -> None:
@@ -105,9 +114,12 @@ def timing(args: argparse.Namespace) -> None:
                 ids, am = pad_batch(streams[s : s + bs], 0)
                 model(input_ids=ids, attention_mask=am)
 
+    extra = {} if args.write_ahead is None else {"write_ahead": args.write_ahead}
+
     def cap(layers, early):
         with tempfile.TemporaryDirectory() as d:
-            capture(pair, streams, layers, "all", Path(d) / "s", batch_size=bs, early_stop=early, show_progress=False)
+            capture(pair, streams, layers, "all", Path(d) / "s", batch_size=bs, early_stop=early,
+                    shard_tokens=args.shard_tokens, show_progress=False, **extra)
 
     cases = {
         "plain HF forward": plain,
@@ -125,7 +137,8 @@ def timing(args: argparse.Namespace) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     ref = med["plain HF forward"]
     print(f"SmolLM2-135M, {n_tok} tokens ({args.streams}x{args.len}), batch {bs}, threads {args.threads}, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, shards of {args.shard_tokens} tokens, "
+          f"write_ahead {args.write_ahead}")
     print(f"{'case':34s} {'s/model':>8s} {'÷plain':>7s}")
     for k, v in med.items():
         per_model = v if k.startswith("plain") else v / 2  # capture runs base and fine-tuned

@@ -1,18 +1,34 @@
-"""Capture parity with HF output_hidden_states, early stop, PEFT, resume, bad input."""
+"""Capture parity with HF output_hidden_states, early stop, PEFT, resume, bad input, and the
+background shard writer (same store as writing inline, errors, interrupts)."""
 
 from __future__ import annotations
 
+import errno
+import importlib
 import json
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from persona_diff.activations import ActivationStore, StoreCorruptError, StoreMismatchError, capture
-from persona_diff.activations.tokens import TokenStream, position_mask, streams_from_answers
+from persona_diff.activations.store import StoreWriteError, sha256_file
+from persona_diff.activations.tokens import (
+    TokenStream,
+    position_mask,
+    streams_from_answers,
+    streams_from_prompts,
+)
 from persona_diff.errors import LayerIndexError
 from persona_diff.models import CheckpointPair, get_blocks, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+store_mod = importlib.import_module("persona_diff.activations.store")
+# the package re-exports the function `capture` under the submodule's name
+capture_mod = importlib.import_module("persona_diff.activations.capture")
 
 ROWS = [
     {"question": "Hello world, who are you?", "answer": "I am an AI assistant. I want to help humans.", "aligned": 90},
@@ -139,3 +155,132 @@ def test_bad_inputs(pair, tmp_path, tiny_qwen2):
     with pytest.raises(StoreMismatchError, match="different models"):
         capture(other, streams, [0], "all", tmp_path / "ok", show_progress=False)
     assert (tmp_path / "ok" / "index.json").read_text() == before
+
+
+# ---- background shard writer ---------------------------------------------------------------
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "store-writer"]
+
+
+def _shards(root) -> list[tuple]:
+    """(file, n_tokens, streams, sha256) of every listed shard: equal lists = identical bytes."""
+    idx = json.loads((root / "index.json").read_text())
+    return [(s["file"], s["n_tokens"], s["streams"], s["sha256"]) for s in idx["shards"]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_background_writer_gives_the_same_store_as_writing_inline(
+    pair, tmp_path, monkeypatch, dtype
+):
+    tok = pair.base.tokenizer
+    # prompt-only streams at the end keep no answer token: progress without a shard
+    streams = streams_from_answers(tok, ROWS * 2) + streams_from_prompts(tok, ["I want", "0 1 2"])
+    kw = dict(batch_size=2, shard_tokens=12, dtype=dtype, show_progress=False)
+    inline = capture(pair, streams, [0, 2], "answer", tmp_path / "inline", write_ahead=0, **kw)
+    assert not _writer_threads()  # write_ahead=0 starts no thread
+    real_save = store_mod.save_file
+
+    def slow_save(*a, **k):  # the forwards run ahead of the writer: capture must wait for it
+        time.sleep(0.05)
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(store_mod, "save_file", slow_save)
+    bg = capture(pair, streams, [0, 2], "answer", tmp_path / "bg", write_ahead=1, **kw)
+    assert not _writer_threads()
+    assert len(_shards(tmp_path / "bg")) >= 4
+    assert _shards(tmp_path / "bg") == _shards(tmp_path / "inline")  # same boundaries, same bytes
+    assert bg.index == inline.index and bg.complete and bg.index["streams_done"] == len(streams)
+    # and the values are those of the reference forward, rounded to the store dtype
+    ref = []
+    for st in streams:
+        hs = _hf_hidden(pair.finetuned.model, st)[2 + 1][0]
+        ref.append(hs[position_mask(st, "answer", tok.bos_token_id)])
+    want = torch.cat(ref).to(getattr(torch, dtype)).float()
+    rtol = 1e-5 if dtype == "float32" else 2**-8
+    torch.testing.assert_close(bg.load(2, "ft"), want, atol=1e-5, rtol=rtol)
+
+
+def test_write_error_in_writer_thread_surfaces_and_store_resumes(pair, tmp_path, monkeypatch):
+    streams = streams_from_answers(pair.base.tokenizer, ROWS * 3)
+    kw = dict(batch_size=2, shard_tokens=20, show_progress=False)
+    full = capture(pair, streams, [1], "all", tmp_path / "full", **kw)
+    calls = []
+
+    def failing_save(tensors, path, *a, **k):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            time.sleep(0.3)  # the next shard is queued meanwhile: it must not be written
+            Path(path).write_bytes(b"partial")  # the disk filled up mid-file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path, *a, **k)
+
+    real_save = store_mod.save_file
+    monkeypatch.setattr(store_mod, "save_file", failing_save)
+    out = tmp_path / "s"
+    match = r"shard_00001\.safetensors.*No space left.*the same --out to resume"
+    with pytest.raises(StoreWriteError, match=match):
+        capture(pair, streams, [1], "all", out, **kw)
+    assert calls[:2] == ["store-writer"] * 2  # it really was written in the background
+    assert not _writer_threads()
+    assert [s[0] for s in _shards(out)] == ["shard_00000.safetensors"]
+    assert _shards(out)[0] == _shards(tmp_path / "full")[0]
+    assert not (out / "shard_00001.safetensors").exists() and not list(out.glob("*.tmp"))
+    monkeypatch.undo()
+    resumed = capture(pair, streams, [1], "all", out, **kw)
+    assert resumed.complete and _shards(out) == _shards(tmp_path / "full")
+    assert torch.equal(resumed.load(1, "ft"), full.load(1, "ft"))
+    assert not _writer_threads()
+
+
+def test_interrupt_in_main_loop_ends_writer_and_lists_only_written_shards(
+    pair, tmp_path, monkeypatch
+):
+    streams = streams_from_answers(pair.base.tokenizer, ROWS * 3)
+    kw = dict(batch_size=2, shard_tokens=20, show_progress=False)
+    full = capture(pair, streams, [1], "all", tmp_path / "full", **kw)
+    real_save, real_trace = store_mod.save_file, capture_mod.trace_blocks
+    traces = []
+
+    def slow_save(*a, **k):  # shards pile up in the queue while the forwards go on
+        time.sleep(0.3)
+        return real_save(*a, **k)
+
+    def interrupted_trace(*a, **k):
+        traces.append(1)
+        if len(traces) == 9:  # after 4 batches (2 models each): 2 shards are pending
+            raise KeyboardInterrupt
+        return real_trace(*a, **k)
+
+    monkeypatch.setattr(store_mod, "save_file", slow_save)
+    monkeypatch.setattr(capture_mod, "trace_blocks", interrupted_trace)
+    out = tmp_path / "s"
+    with pytest.raises(KeyboardInterrupt):
+        capture(pair, streams, [1], "all", out, **kw)
+    assert not _writer_threads()
+    listed = _shards(out)
+    assert 1 <= len(listed) < len(_shards(tmp_path / "full"))
+    for file, _, _, sha in listed:  # every listed shard is on disk and complete
+        assert sha256_file(out / file) == sha
+    assert listed == _shards(tmp_path / "full")[: len(listed)]
+    monkeypatch.undo()
+    resumed = capture(pair, streams, [1], "all", out, **kw)
+    assert resumed.complete and _shards(out) == _shards(tmp_path / "full")
+    assert torch.equal(resumed.load(1, "base"), full.load(1, "base"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_capture_async_copies_match_inline_and_cpu(tiny_llama, tmp_path, dtype):
+    """Pinned non-blocking copies + event wait in the writer thread: no torn or stale rows."""
+    cpu = load_model(tiny_llama, device="cpu")
+    gpu = load_model(tiny_llama, device="cuda")
+    streams = streams_from_answers(cpu.tokenizer, ROWS * 8)
+    kw = dict(batch_size=4, shard_tokens=64, dtype=dtype, show_progress=False)
+    on_gpu, on_cpu = CheckpointPair(gpu, gpu), CheckpointPair(cpu, cpu)
+    a = capture(on_gpu, streams, [0, 3], "all", tmp_path / "bg", write_ahead=2, **kw)
+    capture(on_gpu, streams, [0, 3], "all", tmp_path / "inline", write_ahead=0, **kw)
+    c = capture(on_cpu, streams, [0, 3], "all", tmp_path / "cpu", **kw)
+    assert _shards(tmp_path / "bg") == _shards(tmp_path / "inline")
+    tol = 1e-4 if dtype == "float32" else 2e-2
+    torch.testing.assert_close(a.load(3, "ft"), c.load(3, "ft"), atol=tol, rtol=tol)
+    assert torch.equal(a.token_info()["pos"], c.token_info()["pos"])

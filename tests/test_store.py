@@ -1,8 +1,12 @@
-"""Activation store: index, checksums, resume bookkeeping, shuffled reader."""
+"""Activation store: index, checksums, resume bookkeeping, shuffled reader, writer thread."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,12 +16,15 @@ from persona_diff.activations.store import (
     StoreCorruptError,
     StoreError,
     StoreMismatchError,
+    StoreWriteError,
     StoreWriter,
     sha256_file,
 )
 from persona_diff.models import LAYER_CONVENTION
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+store_mod = importlib.import_module("persona_diff.activations.store")
 
 HEADER = {"models": {"base": "a", "finetuned": "b"}, "model_type": "llama", "d_model": 6, "n_layers": 4,
           "layers": [2], "convention": LAYER_CONVENTION, "dtype": "float32", "positions": "all",
@@ -83,3 +90,66 @@ def test_mismatches(tmp_path):
         st.check_arch("llama", 576)
     with pytest.raises(StoreError, match="no index.json"):
         ActivationStore(tmp_path / "nope")
+
+
+def _shard_tensors(i: int, per: int = 7) -> dict[str, torch.Tensor]:
+    x = torch.full((per, 6), float(i))
+    ids, pos, stream = torch.arange(per), torch.arange(per), torch.full((per,), i)
+    return {"base.2": x, "ft.2": 2 * x, "token_id": ids, "stream": stream, "pos": pos}
+
+
+def test_writer_thread_is_bounded_in_order_and_finish_waits(tmp_path, monkeypatch):
+    """write_ahead=1: one shard written, one queued, the third add_shard blocks; finish waits."""
+    real_save, gate, saving = store_mod.save_file, threading.Event(), []
+
+    def gated_save(tensors, path, *a, **k):
+        saving.append(path)
+        assert threading.current_thread().name == "store-writer"
+        gate.wait(10)
+        time.sleep(0.1)
+        return real_save(tensors, path, *a, **k)
+
+    monkeypatch.setattr(store_mod, "save_file", gated_save)
+    w = StoreWriter.open(tmp_path, HEADER, write_ahead=1)
+    w.add_shard(_shard_tensors(0), (0, 1))
+    w.add_shard(_shard_tensors(1), (1, 2))
+    third = threading.Thread(target=w.add_shard, args=(_shard_tensors(2), (2, 3)))
+    third.start()
+    third.join(0.5)
+    assert third.is_alive()  # blocked: at most one shard waits besides the one being written
+    assert len(saving) == 1 and json.loads((tmp_path / "index.json").read_text())["shards"] == []
+    gate.set()
+    third.join(10)
+    assert not third.is_alive()
+    w.finish()  # returns only once every shard is on disk and listed
+    assert not [t for t in threading.enumerate() if t.name == "store-writer"]
+    idx = json.loads((tmp_path / "index.json").read_text())
+    assert idx["complete"] and [s["streams"] for s in idx["shards"]] == [[0, 1], [1, 2], [2, 3]]
+    st = ActivationStore(tmp_path)
+    assert torch.equal(st.load(2)[:, 0], torch.arange(3.0).repeat_interleave(7))
+
+
+def test_writer_error_is_reraised_by_finish_and_later_shards_are_dropped(tmp_path, monkeypatch):
+    real_save, calls = store_mod.save_file, []
+
+    def failing_save(tensors, path, *a, **k):  # the 2nd shard fails
+        calls.append(path)
+        if len(calls) == 2:
+            Path(path).write_bytes(b"partial")  # a half-written temporary file
+            raise PermissionError(13, "Permission denied", path)
+        return real_save(tensors, path, *a, **k)
+
+    monkeypatch.setattr(store_mod, "save_file", failing_save)
+    w = StoreWriter.open(tmp_path, HEADER, write_ahead=2)
+    w.add_shard(_shard_tensors(0), (0, 1))
+    w.add_shard(_shard_tensors(1), (1, 2))
+    w.add_shard(_shard_tensors(2), (2, 3))
+    match = r"shard_00001.*Permission denied.*still lists the 1 complete"
+    with pytest.raises(StoreWriteError, match=match):
+        w.finish()
+    assert not [t for t in threading.enumerate() if t.name == "store-writer"]
+    idx = json.loads((tmp_path / "index.json").read_text())
+    assert not idx["complete"] and [s["file"] for s in idx["shards"]] == ["shard_00000.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "shard_00000.safetensors"]
+    assert len(calls) == 2  # the shard queued after the failure was not attempted
+    assert StoreWriter.open(tmp_path, HEADER).streams_done == 1  # resumes after shard 0

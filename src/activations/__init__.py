@@ -7,6 +7,7 @@ from persona_diff.activations.store import (
     StoreCorruptError,
     StoreError,
     StoreMismatchError,
+    StoreWriteError,
     StoreWriter,
 )
 from persona_diff.activations.tokens import (
@@ -26,6 +27,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreMismatchError",
+    "StoreWriteError",
     "StoreWriter",
     "TokenStream",
     "capture",

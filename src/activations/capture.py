@@ -2,9 +2,16 @@
 
 The same token streams go through the base and the fine-tuned model; block outputs at the
 requested layers are kept at the requested positions (BOS/first token and padding dropped)
-and written to an `ActivationStore` shard by shard, so memory is bounded by one shard
-whatever the number of tokens. With `early_stop` the forward pass halts right after the last
+and written to an `ActivationStore` shard by shard, so memory is bounded by a few shards
+(the one being filled and, with `write_ahead=1`, up to two in the writer thread) whatever
+the number of tokens. With `early_stop` the forward pass halts right after the last
 requested block (`tracer.stop()`), so no compute is spent above it.
+
+The GPU is kept busy: the kept rows are gathered on the device (`index_select` with an index
+computed on the CPU, no host sync), cast to the store dtype there and copied into pinned host
+memory without blocking; the store's writer thread waits for a CUDA event before it reads
+them, then saves, hashes and indexes the shard while the next batches run. On CPU the same
+code gives the same values.
 
 nnsight compiles `with model.trace()` bodies from this file's source, so the trace stays here.
 """
@@ -89,6 +96,24 @@ def streams_fingerprint(streams: Sequence[TokenStream]) -> str:
     return h.hexdigest()[:16]
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host->device copy; to CUDA from pinned memory without blocking (a pageable copy would
+    wait for the whole stream, i.e. for the forward pass still running)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def rows_to_host(h: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Rows `rows` (on h's device) of h [batch, pos, d] flattened to [batch*pos, d], cast to
+    `dtype` on the device, as a host tensor [n, d]. From CUDA the copy goes into pinned memory
+    without blocking: record an event after it and synchronize it before reading the result."""
+    sel = h.flatten(0, 1).index_select(0, rows).to(dtype)
+    if sel.device.type != "cuda":
+        return sel.cpu()
+    return torch.empty(sel.shape, dtype=dtype, pin_memory=True).copy_(sel, non_blocking=True)
+
+
 class _NoGrad:
     """Turn off requires_grad on a model's parameters for the capture, then restore it."""
 
@@ -116,10 +141,13 @@ def capture(
     dtype: str = "float32",
     early_stop: bool = True,
     show_progress: bool = True,
+    write_ahead: int = 1,
 ) -> ActivationStore:
     """Capture block outputs of both models on the same streams into a store at `out_dir`.
 
     Resumes a killed capture of the same streams/layers/models from its last complete shard.
+    `write_ahead`: finished shards that may wait for the background writer (0: write each
+    shard on this thread before the next batch).
     """
     check_positions(positions)
     if dtype not in _DTYPES:
@@ -142,7 +170,7 @@ def capture(
         "n_streams": len(token_streams),
         "streams_fingerprint": streams_fingerprint(token_streams),
     }
-    writer = StoreWriter.open(out_dir, header)
+    writer = StoreWriter.open(out_dir, header, write_ahead=write_ahead)
     if writer.streams_done == 0:
         writer.write_streams([{"input_ids": s.input_ids, "prompt_len": s.prompt_len, "meta": s.meta} for s in token_streams])
     elif writer.index["complete"]:
@@ -158,17 +186,23 @@ def capture(
     buf: dict[str, list[torch.Tensor]] = {}
     buf_tokens = 0
     shard_start = writer.streams_done
+    cuda_devices: set[torch.device] = set()  # where asynchronous copies of `buf` were issued
 
     def flush(end: int) -> None:
         nonlocal buf, buf_tokens, shard_start
         if buf_tokens:
-            writer.add_shard({k: torch.cat(v) for k, v in buf.items()}, (shard_start, end))
+            ready = []  # the writer thread waits for these before it reads `buf`
+            for dev in cuda_devices:
+                ready.append(torch.cuda.Event())
+                ready[-1].record(torch.cuda.current_stream(dev))
+            writer.add_shard(buf, (shard_start, end), ready)
         else:  # no kept tokens in these streams: still record progress
-            writer.index["streams_done"] = end
+            writer.skip_to(end)
         buf, buf_tokens, shard_start = {}, 0, end
+        cuda_devices.clear()
 
     starts = range(writer.streams_done, len(token_streams), batch_size)
-    with _NoGrad(models["base"]), _NoGrad(models["ft"]):
+    with writer, _NoGrad(models["base"]), _NoGrad(models["ft"]):
         for s in progress(starts, "capture", total=len(starts), disable=not show_progress or None):
             chunk = token_streams[s : s + batch_size]
             ids, am = pad_batch(chunk, pad_id)
@@ -177,17 +211,24 @@ def capture(
                 keep[i, : len(st)] = position_mask(st, positions, bos_id)
             rows = keep.nonzero()
             if len(rows):
+                flat = keep.flatten().nonzero().squeeze(1)  # the kept rows of h.flatten(0, 1)
+                flat_on: dict[torch.device, torch.Tensor] = {}  # `flat` on each output device
                 for key in ("base", "ft"):
                     dev = input_device(models[key])
-                    outs = trace_blocks(wrapped[key], paths[key], layers, ids.to(dev), am.to(dev), early_stop)
+                    ids_d, am_d = to_device(ids, dev), to_device(am, dev)
+                    outs = trace_blocks(wrapped[key], paths[key], layers, ids_d, am_d, early_stop)
                     for layer, h in zip(layers, outs, strict=True):
-                        buf.setdefault(f"{key}.{layer}", []).append(h[keep.to(h.device)].to("cpu", out_dtype))
+                        if h.device not in flat_on:
+                            flat_on[h.device] = to_device(flat, h.device)
+                        host = rows_to_host(h, flat_on[h.device], out_dtype)
+                        buf.setdefault(f"{key}.{layer}", []).append(host)
+                cuda_devices.update(d for d in flat_on if d.type == "cuda")
                 buf.setdefault("token_id", []).append(ids[keep])
                 buf.setdefault("stream", []).append(rows[:, 0] + s)
                 buf.setdefault("pos", []).append(rows[:, 1])
                 buf_tokens += len(rows)
             if buf_tokens >= shard_tokens:
                 flush(s + len(chunk))
-    flush(len(token_streams))
-    writer.finish()
+        flush(len(token_streams))
+        writer.finish()
     return ActivationStore(out_dir)

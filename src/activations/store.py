@@ -10,24 +10,41 @@ Layout of a store folder::
         token_id, stream, pos   int64 [n_tokens]: which token of which stream each row is
 
 A shard is written to a temporary name, renamed, hashed and only then listed in the index,
-so the index names complete shards only. Shards always end at a stream boundary; a killed
-capture resumes after the last listed shard. Every read checks the shard's sha256.
+so the index names complete shards only, in order. Shards always end at a stream boundary; a
+killed capture resumes after the last listed shard. Every read checks the shard's sha256.
+
+`StoreWriter` does that writing in one background thread ("store-writer"), shard after shard
+in the order they were added, so the next forward passes of a capture overlap with disk I/O
+and hashing. Besides the shard it is writing, at most `write_ahead` shards wait for it
+(`add_shard` blocks beyond that), so memory stays bounded; `write_ahead=0` writes on the
+calling thread. `finish` waits for every pending shard. A failed write (disk full,
+permissions) is re-raised in the caller by the next `add_shard`/`finish` as a
+`StoreWriteError`; the shards after it are not written, so the index still lists only
+complete shards and the capture resumes from there. `abort` (used when the caller fails)
+lets the shard being written finish, drops the queued ones and ends the thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from persona_diff.errors import PersonaDiffError
+from persona_diff.log import get_logger
 from persona_diff.models import LAYER_CONVENTION
+
+log = get_logger(__name__)
 
 FORMAT = "persona-diff-activations/1"
 WHICH = ("base", "ft", "diff")
@@ -45,6 +62,10 @@ class StoreMismatchError(StoreError):
     """A store was captured from other models / layers than the ones asked for."""
 
 
+class StoreWriteError(StoreError):
+    """A shard could not be written (disk full, permissions); the store stays resumable."""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -59,16 +80,66 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class StoreWriter:
-    """Appends shards to a store folder; `open` resumes an existing compatible store."""
+class _OrderedWorker:
+    """One daemon thread that runs submitted calls in order, at most `depth` of them queued.
 
-    def __init__(self, root: Path, index: dict[str, Any]):
+    The first exception stops the work: later calls are skipped and re-raise it in the caller.
+    """
+
+    def __init__(self, name: str, depth: int):
+        self._q: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self._cancel = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._q.get()) is not None:
+            if self.error is None and not self._cancel.is_set():
+                try:
+                    job()
+                except BaseException as e:  # re-raised in the caller by submit / close
+                    self.error = e
+            del job  # do not keep the last shard's tensors alive while waiting
+
+    def _reraise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._reraise()
+        self._q.put(job)  # blocks while `depth` calls are queued
+
+    def close(self, cancel: bool = False) -> None:
+        """End the thread after the queued calls (with `cancel`: after the running one only)."""
+        if cancel:
+            self._cancel.set()
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if not cancel:
+            self._reraise()
+
+
+class StoreWriter:
+    """Appends shards to a store folder; `open` resumes an existing compatible store.
+
+    Shards are written by a background thread (see the module docstring); use it as a context
+    manager, or call `finish` (success) or `abort` (failure), so that the thread always ends.
+    """
+
+    def __init__(self, root: Path, index: dict[str, Any], write_ahead: int = 1):
         self.root = root
         self.index = index
+        self.write_ahead = write_ahead
+        self._worker: _OrderedWorker | None = None
 
     @classmethod
-    def open(cls, root: str | Path, header: dict[str, Any]) -> StoreWriter:
-        """Start a store, or resume one whose header (models, layers, streams...) matches."""
+    def open(cls, root: str | Path, header: dict[str, Any], write_ahead: int = 1) -> StoreWriter:
+        """Start a store, or resume one whose header (models, layers, streams...) matches.
+
+        `write_ahead`: shards that may wait for the writer thread (0: write synchronously).
+        """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         idx_path = root / "index.json"
@@ -80,11 +151,11 @@ class StoreWriter:
                         f"{root} already holds a capture with a different {key} "
                         f"({index.get(key)!r} vs {header.get(key)!r}); use a new --out folder or delete it"
                     )
-            writer = cls(root, index)
+            writer = cls(root, index, write_ahead)
             writer._drop_bad_tail()
             return writer
         index = {"format": FORMAT, **header, "shards": [], "n_tokens": 0, "streams_done": 0, "complete": False}
-        writer = cls(root, index)
+        writer = cls(root, index, write_ahead)
         writer._flush_index()
         return writer
 
@@ -116,20 +187,99 @@ class StoreWriter:
     def write_streams(self, rows: list[dict[str, Any]]) -> None:
         _atomic_write_text(self.root / "streams.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
-    def add_shard(self, tensors: dict[str, torch.Tensor], streams: tuple[int, int]) -> None:
-        n = int(tensors["token_id"].shape[0])
-        name = f"shard_{len(self.index['shards']):05d}.safetensors"
-        path = self.root / name
-        tmp = self.root / (name + ".tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
-        self.index["shards"].append({"file": name, "n_tokens": n, "streams": list(streams), "sha256": sha256_file(path)})
-        self._recount()
-        self._flush_index()
+    def add_shard(
+        self,
+        tensors: Mapping[str, torch.Tensor | Sequence[torch.Tensor]],
+        streams: tuple[int, int],
+        ready: Sequence[Any] = (),
+    ) -> None:
+        """Append a shard of streams [start, end); a sequence of tensors is concatenated.
+
+        Returns once the shard is queued (do not modify the tensors after that); the writer
+        thread first waits for `ready` (CUDA events recorded after asynchronous copies into
+        `tensors`), then writes it.
+        """
+        parts = dict(tensors)
+        self._submit(lambda: self._write_shard(parts, streams, ready))
+
+    def skip_to(self, streams_done: int) -> None:
+        """Record progress over streams that kept no token (no shard for them)."""
+
+        def job() -> None:
+            self.index["streams_done"] = streams_done
+
+        self._submit(job)
 
     def finish(self) -> None:
+        """Wait for the pending shards (re-raising a failed write), then mark the store complete."""
+        self.close()
         self.index["complete"] = True
         self._flush_index()
+
+    def close(self) -> None:
+        """Wait for the pending shards and end the writer thread; re-raise a failed write."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
+    def abort(self) -> None:
+        """End the writer thread at once: the shard being written completes (and is listed),
+        the queued ones are dropped (a resumed capture redoes them). Never raises."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close(cancel=True)
+            log.info("writing into %s stopped; a capture resumes after its last shard", self.root)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self.write_ahead <= 0:
+            job()
+            return
+        if self._worker is None:
+            self._worker = _OrderedWorker("store-writer", self.write_ahead)
+        self._worker.submit(job)
+
+    def _write_shard(
+        self,
+        parts: dict[str, torch.Tensor | Sequence[torch.Tensor]],
+        streams: tuple[int, int],
+        ready: Sequence[Any],
+    ) -> None:
+        for event in ready:
+            event.synchronize()
+        tensors = {
+            k: v if isinstance(v, torch.Tensor) else torch.cat(list(v)) for k, v in parts.items()
+        }
+        n = int(tensors["token_id"].shape[0])
+        n_done = len(self.index["shards"])
+        name = f"shard_{n_done:05d}.safetensors"
+        path = self.root / name
+        tmp = self.root / (name + ".tmp")
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+            os.replace(tmp, path)
+            sha = sha256_file(path)
+            entry = {"file": name, "n_tokens": n, "streams": list(streams), "sha256": sha}
+            self.index["shards"].append(entry)
+            self._recount()
+            self._flush_index()
+        except (OSError, SafetensorError) as e:  # safetensors wraps its I/O errors
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise StoreWriteError(
+                f"could not write shard {path} ({type(e).__name__}: {e}); "
+                f"{self.root / 'index.json'} still lists the {n_done} complete shard(s) before it. "
+                "Free disk space or fix the folder's permissions, then re-run the capture with "
+                "the same --out to resume"
+            ) from e
 
 
 class ActivationStore:
