@@ -153,3 +153,25 @@ def test_writer_error_is_reraised_by_finish_and_later_shards_are_dropped(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "shard_00000.safetensors"]
     assert len(calls) == 2  # the shard queued after the failure was not attempted
     assert StoreWriter.open(tmp_path, HEADER).streams_done == 1  # resumes after shard 0
+
+
+def test_batches_read_only_the_asked_tensors_and_keep_bf16(tmp_path, monkeypatch):
+    data = _write(tmp_path)
+    store = ActivationStore(tmp_path)
+    got = torch.cat(list(store.iter_batches(2, "ft", batch_size=10, shuffle=False, dtype=torch.bfloat16)))
+    assert got.dtype == torch.bfloat16 and torch.equal(got, (2 * data).to(torch.bfloat16))
+    import persona_diff.activations.store as st
+
+    monkeypatch.setattr(st, "load_file", lambda *a, **k: (_ for _ in ()).throw(AssertionError("whole shard read")))
+    seen = set()
+    real = ActivationStore._shard
+
+    def spy(self, i, keys=None):
+        out = real(self, i, keys)
+        seen.update(out)
+        return out
+
+    monkeypatch.setattr(ActivationStore, "_shard", spy)
+    diff = torch.cat(list(store.iter_batches(2, "diff", batch_size=10, shuffle=False)))
+    torch.testing.assert_close(diff, data)
+    assert seen == {"base.2", "ft.2"}

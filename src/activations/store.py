@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from persona_diff.errors import PersonaDiffError
@@ -356,7 +356,9 @@ class ActivationStore:
             )
 
     # ---- shards ------------------------------------------------------------------------
-    def _shard(self, i: int) -> dict[str, torch.Tensor]:
+    def _shard(self, i: int, keys: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Shard i's tensors (only `keys` when given: a store of several layers and two models
+        is read a tensor at a time, not whole); the checksum is checked once per shard."""
         sh = self.index["shards"][i]
         p = self.root / sh["file"]
         if not p.is_file():
@@ -369,13 +371,20 @@ class ActivationStore:
                 )
             self._verified.add(sh["file"])
         try:
-            return load_file(str(p))
+            if keys is None:
+                return load_file(str(p))
+            with safe_open(str(p), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in keys}
         except Exception as e:  # safetensors raises its own error types on junk
             raise StoreCorruptError(f"shard {p} cannot be read ({e}); re-run the capture with the same --out") from None
 
     @property
     def n_shards(self) -> int:
         return len(self.index["shards"])
+
+    @staticmethod
+    def _keys(layer: int, kinds: Sequence[str]) -> list[str]:
+        return sorted({f"{m}.{layer}" for k in kinds for m in (("base", "ft") if k == "diff" else (k,))})
 
     def _select(self, sh: dict[str, torch.Tensor], layer: int, which: str) -> torch.Tensor:
         if which == "base":
@@ -389,7 +398,8 @@ class ActivationStore:
     def load(self, layer: int | None = None, which: str = "base", dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """All tokens of one layer, [n_tokens, d_model] (use `iter_batches` for large stores)."""
         layer = self.check_layer(layer)
-        parts = [self._select(self._shard(i), layer, which).to(dtype) for i in range(self.n_shards)]
+        keys = self._keys(layer, (which,))
+        parts = [self._select(self._shard(i, keys), layer, which).to(dtype) for i in range(self.n_shards)]
         return torch.cat(parts) if parts else torch.zeros(0, self.d_model, dtype=dtype)
 
     def token_info(self) -> dict[str, torch.Tensor]:
@@ -397,7 +407,7 @@ class ActivationStore:
         keys = ("token_id", "stream", "pos")
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         for i in range(self.n_shards):
-            sh = self._shard(i)
+            sh = self._shard(i, keys)
             for k in keys:
                 parts[k].append(sh[k])
         return {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in parts.items()}
@@ -405,8 +415,13 @@ class ActivationStore:
     def iter_batches(
         self, layer: int | None = None, which: str | tuple[str, ...] = "base", batch_size: int = 1024,
         shuffle: bool = True, seed: int = 0, buffer_shards: int = 4, drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
     ) -> Iterator[torch.Tensor]:
-        """One pass of batches [b, d] (or [b, len(which), d] for a tuple); memory ≈ buffer_shards shards."""
+        """One pass of batches [b, d] (or [b, len(which), d] for a tuple); memory ≈ buffer_shards shards.
+
+        Only the tensors asked for are read from each shard. `dtype=torch.bfloat16` keeps a bf16
+        store's values exact (a "diff" is rounded once) at half the host work and transfer: the
+        trainer converts to float32 on the GPU."""
         layer = self.check_layer(layer)
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.n_shards, generator=g).tolist() if shuffle else list(range(self.n_shards))
@@ -415,8 +430,8 @@ class ActivationStore:
         for s in range(0, len(order), buffer_shards):
             bufs = []
             for i in order[s : s + buffer_shards]:
-                sh = self._shard(i)
-                bufs.append(torch.stack([self._select(sh, layer, k).float() for k in kinds], 1))
+                sh = self._shard(i, self._keys(layer, kinds))
+                bufs.append(torch.stack([self._select(sh, layer, k).to(dtype) for k in kinds], 1))
             buf = torch.cat(([carry] if carry is not None else []) + bufs)
             if shuffle:
                 buf = buf[torch.randperm(len(buf), generator=g)]

@@ -115,10 +115,12 @@ class _CoderMethod(DiffMethod):
         tcfg = CoderTrainConfig(d_sae=cfg.d_sae, k=cfg.k, steps=cfg.steps, batch_size=bs, lr=cfg.lr, seed=cfg.seed,
                                 sparse_decoder=cfg.sparse_decoder, aux_k=cfg.aux_k, device=cfg.device)
         pin = resolve_device(cfg.device).type == "cuda"
+        # a bf16 store stays bf16 on the host and over PCIe; the trainer casts on the GPU
+        host_dtype = torch.bfloat16 if pin and store.index.get("dtype") == "bfloat16" else torch.float32
 
         def batches(epoch: int):
             it = iter_store_batches(store, prefetch_depth=cfg.prefetch, pin_memory=pin, layer=layer, which=kinds,
-                                    batch_size=bs, seed=cfg.seed + epoch, drop_last=True)
+                                    batch_size=bs, seed=cfg.seed + epoch, drop_last=True, dtype=host_dtype)
             for x in it:
                 yield x[:, None] if x.dim() == 2 else x
 
