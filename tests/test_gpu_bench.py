@@ -18,6 +18,7 @@ ROWS = [
     "SAE ours (dense) ÷ SAELens tok/s", "SAE ours (sparse) ÷ SAELens tok/s",
     "SAE ours (dense) from a bf16 store tok/s", "SAE from store ÷ from GPU memory tok/s",
     "SAE step (dense decoder) ms", "SAE step: BatchTopK select share",
+    "SAE SAELens SAETrainer FVU after 4× steps",
     "crosscoder ours (dense decoder) tok/s", "crosscoder ours (sparse decoder) tok/s",
     "tiny plain forward tok/s", "tiny capture(last block) ÷ forward tok/s",
     "tiny capture(mid block, early stop) ÷ forward tok/s", "tiny HF generate tok/s", "tiny vLLM generate tok/s",
