@@ -97,15 +97,18 @@ def matmul_rate(p: Plan) -> float:
     n = p.mm_n
     a = torch.randn(n, n, device=p.device, dtype=p.dtype)
     b = torch.randn(n, n, device=p.device, dtype=p.dtype)
-    for _ in range(3):
-        a @ b
-    sync(p.device)
-    reps = 20 if p.device != "cpu" else 5
+    return 2 * n**3 / (_ms(lambda: a @ b, p.device, reps=20 if p.device != "cpu" else 5) / 1e3)
+
+
+def _ms(fn, device: str, reps: int = 10) -> float:
+    """Milliseconds per call of `fn`, after one warm-up call."""
+    fn()
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
-        a @ b
-    sync(p.device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / reps * 1e3
 
 
 # ---- SAE / crosscoder --------------------------------------------------------------------------
@@ -185,16 +188,6 @@ def run_saelens(p: Plan, data: torch.Tensor, held: torch.Tensor, steps: int) -> 
     return steps * p.sae_batch / secs, fvu(h, recon)
 
 
-def _ms(fn, device: str, reps: int = 10) -> float:
-    fn()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t0) / reps * 1e3
-
-
 def step_breakdown_rows(p: Plan, x: torch.Tensor, rows: list) -> None:
     """Where an SAE step's time goes (dense decoder): encoder matmul, BatchTopK selection, whole
     step. Tells whether `topk` over batch × width scores, not the matmuls, limits the MFU."""
@@ -223,7 +216,7 @@ def step_breakdown_rows(p: Plan, x: torch.Tensor, rows: list) -> None:
     rows.append(("SAE step: BatchTopK select share", t_sel / t_step, note))
 
 
-def store_stream_rows(p: Plan, data: torch.Tensor, held: torch.Tensor, in_memory_tps: float, rows: list) -> None:
+def store_stream_rows(p: Plan, data: torch.Tensor, in_memory_tps: float, rows: list) -> None:
     """The same SAE trained from an on-disk bf16 store through the prefetching loader (pinned
     host memory, a background thread): does the GPU wait on disk? ratio ≈ 1 means no."""
     from persona_diff.activations import ActivationStore, StoreWriter, iter_store_batches
@@ -273,7 +266,7 @@ def sae_rows(p: Plan, rate: float, rows: list) -> None:
             rows.append((f"{label} ours ({name} decoder) MFU", res[sparse][0] * flops / rate,
                          f"{flops:.3g} FLOP/token{' (dense-equivalent)' if sparse else ''}"))
         if n_sources == 1:
-            store_stream_rows(p, data, held, res[False][0], rows)
+            store_stream_rows(p, data, res[False][0], rows)
             step_breakdown_rows(p, data[: p.sae_batch], rows)
             run_saelens(p, data, held, 3)
             tps, f = run_saelens(p, data, held, p.sae_steps)

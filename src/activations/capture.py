@@ -211,7 +211,7 @@ def capture(
                 keep[i, : len(st)] = position_mask(st, positions, bos_id)
             rows = keep.nonzero()
             if len(rows):
-                flat = keep.flatten().nonzero().squeeze(1)  # the kept rows of h.flatten(0, 1)
+                flat = rows[:, 0] * keep.shape[1] + rows[:, 1]  # the kept rows of h.flatten(0, 1)
                 flat_on: dict[torch.device, torch.Tensor] = {}  # `flat` on each output device
                 for key in ("base", "ft"):
                     dev = input_device(models[key])

@@ -426,11 +426,12 @@ class ActivationStore:
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.n_shards, generator=g).tolist() if shuffle else list(range(self.n_shards))
         kinds = (which,) if isinstance(which, str) else which
+        keys = self._keys(layer, kinds)
         carry: torch.Tensor | None = None
         for s in range(0, len(order), buffer_shards):
             bufs = []
             for i in order[s : s + buffer_shards]:
-                sh = self._shard(i, self._keys(layer, kinds))
+                sh = self._shard(i, keys)
                 bufs.append(torch.stack([self._select(sh, layer, k).to(dtype) for k in kinds], 1))
             buf = torch.cat(([carry] if carry is not None else []) + bufs)
             if shuffle:

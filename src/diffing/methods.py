@@ -33,8 +33,7 @@ def _as_store(data: Any) -> ActivationStore:
 
 def _proj_stats(store: ActivationStore, layer: int, dirs: Tensor) -> list[dict[str, float]]:
     unit = (dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)).float()
-    pb = column_stats(store, layer, "base", lambda h: h @ unit.T).mean
-    pf = column_stats(store, layer, "ft", lambda h: h @ unit.T).mean
+    pb, pf = column_stats(store, layer, ("base", "ft"), lambda x: x.float() @ unit.T).mean  # [2, n_dirs]
     return [{"mean_base": float(pb[i]), "mean_ft": float(pf[i])} for i in range(len(dirs))]
 
 

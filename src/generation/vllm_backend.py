@@ -42,9 +42,9 @@ class VLLMGenerator(Generator):
         self.active: str | None = None
         adapter = Path(model).expanduser()
         if (adapter / "adapter_config.json").is_file():  # a PEFT adapter: its base + the adapter on
-            from persona_diff.models.loading import _adapter_base, _resolve_base_path
+            from persona_diff.models.loading import adapter_base_path
 
-            model = _resolve_base_path(_adapter_base(adapter, None), adapter)
+            model = adapter_base_path(adapter)[1]
             self.adapters.setdefault(adapter.name, str(adapter))
             self.active = adapter.name
         path = str(materialise_alias(model)) if model in ALIASES else model

@@ -217,13 +217,18 @@ def load_model(
     return LoadedModel(model, load_tokenizer(spec, trust_remote_code), spec, "hf", spec)
 
 
+def adapter_base_path(adapter_dir: Path, base: str | None = None) -> tuple[str, str]:
+    """(name, loadable path) of a PEFT adapter's base: `base`, else its adapter_config.json."""
+    name = _adapter_base(adapter_dir, base)
+    return name, _resolve_base_path(name, adapter_dir)
+
+
 def _load_adapter(
     path: Path, base: str | None, dtype: str, where: Placement, merge: bool, trust_remote_code: bool
 ) -> LoadedModel:
     from peft import PeftModel
 
-    base_name = _adapter_base(path, base)
-    base_path = _resolve_base_path(base_name, path)
+    base_name, base_path = adapter_base_path(path, base)
     base_model = _load_hf(base_path, dtype, where, trust_remote_code)
     tok_src = path if (path / "tokenizer_config.json").is_file() else Path(base_path)
     tok = load_tokenizer(str(tok_src), trust_remote_code)
