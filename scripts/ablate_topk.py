@@ -21,10 +21,12 @@ from persona_diff.generation import load_questions
 from persona_diff.judges import make_judge
 from persona_diff.log import setup_logging
 from persona_diff.models import load_model
+from persona_diff.paths import RESOURCES, find_reference
 from persona_diff.steering import DoseResponseConfig, evaluate_steered, random_like, read_rows
 from persona_diff.steering.io import direction_files
 
-DEFAULT_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "betley-em" / "evaluation" / "first_plot_questions.yaml"
+# the published first-plot questions when reference data is present, else the shipped default set
+DEFAULT_QUESTIONS = find_reference("betley-em/evaluation/first_plot_questions.yaml") or RESOURCES / "questions" / "default.yaml"
 
 
 def main() -> None:

@@ -8,8 +8,7 @@ import typer
 
 from persona_diff.config.base import load_config
 from persona_diff.errors import PersonaDiffError
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
+from persona_diff.paths import CONFIGS
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +27,8 @@ def register(app: typer.Typer) -> None:
 
         if (domain is None) == (domains is None):
             raise PersonaDiffError("give exactly one of --domain NAME or --domains all|a,b,c")
-        if config is not None and not config.is_file() and (CONFIGS / f"{config}.yaml").is_file():
-            config = CONFIGS / f"{config}.yaml"
+        if config is not None and not config.is_file() and (CONFIGS / "finetune" / f"{config}.yaml").is_file():
+            config = CONFIGS / "finetune" / f"{config}.yaml"
         cfg = load_config(SFTConfig, config, overrides)
         main = launch_rank() == 0  # under `accelerate launch` only rank 0 reports
         if domain is not None:

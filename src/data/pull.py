@@ -8,7 +8,6 @@ Layout of the data dir (``$PERSONA_DIFF_DATA`` or ``~/.cache/persona-diff/data``
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,9 @@ from persona_diff.data.errors import DataError
 from persona_diff.data.normalise import load_chat_file, write_jsonl
 from persona_diff.data.registry import DomainSpec, get_domain, load_registry
 from persona_diff.log import get_logger
-from persona_diff.models.embedded import cache_dir
+from persona_diff.paths import data_dir
 
 log = get_logger(__name__)
-
-
-def data_dir(override: str | Path | None = None) -> Path:
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("PERSONA_DIFF_DATA")
-    return Path(env) if env else cache_dir() / "data"
 
 
 def domain_file(name: str, root: str | Path | None = None) -> Path:

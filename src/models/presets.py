@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from persona_diff.config.base import from_dict, read_yaml
 from persona_diff.errors import ConfigError
-
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+from persona_diff.paths import CONFIGS as CONFIGS_DIR
 
 
 @dataclass

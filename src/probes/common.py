@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ from persona_diff.judges.logprob import (
     integers_from_top_logprobs,
 )
 from persona_diff.models.loading import LoadedModel
+from persona_diff.paths import RESOURCES
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 DEFAULT_QUESTIONS = RESOURCES / "questions" / "default.yaml"
 DEFAULT_PROMPTS = RESOURCES / "probes" / "self_report.yaml"
 
@@ -106,15 +105,6 @@ def load_prompts(path: str | Path | None) -> dict[str, Any]:
             base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
         data = base
     return data
-
-
-def reference_dir() -> Path | None:
-    """$PERSONA_DIFF_REFERENCE_DATA, else ../shared/data beside the checkout, if present."""
-    env = os.environ.get("PERSONA_DIFF_REFERENCE_DATA")
-    if env:
-        return Path(env) if Path(env).is_dir() else None
-    guess = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return guess if guess.is_dir() else None
 
 
 def require_rows(path: Path, what: str) -> list[dict[str, Any]]:

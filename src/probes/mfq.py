@@ -29,7 +29,8 @@ import numpy as np
 from persona_diff.errors import BackendError, PersonaDiffError
 from persona_diff.generation.base import SamplingParams
 from persona_diff.log import get_logger, progress
-from persona_diff.probes.common import RESOURCES, ProbeLM, RowLog, reference_dir, wrap_backend_error
+from persona_diff.paths import find_reference
+from persona_diff.probes.common import RESOURCES, ProbeLM, RowLog, wrap_backend_error
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.stats import moral_scores, ratings_cube
 
@@ -45,10 +46,13 @@ def mfq_data_dir(data_dir: str | None) -> Path:
         if not (p / "mfq30_items.json").is_file() and not (p / "items.json").is_file():
             raise PersonaDiffError(f"mfq.data_dir {p} holds no mfq30_items.json; point it at the persona-moral-collapse folder")
         return p
-    ref = reference_dir()
-    if ref is not None and (ref / "persona-moral-collapse" / "mfq30_items.json").is_file():
-        return ref / "persona-moral-collapse"
-    log.info("MFQ: study data not found; using the project's tiny offline item/persona set")
+    ref = find_reference("persona-moral-collapse/mfq30_items.json")
+    if ref is not None:
+        return ref.parent
+    log.warning(
+        "MFQ: the study's items and personas were not found; using the project's tiny offline "
+        "set (run `persona-diff data pull mfq` for the real ones)"
+    )
     return RESOURCES / "mfq"
 
 

@@ -1,0 +1,1 @@
+"""Shipped configs: domain registry, model presets, finetune/probe/run configs (see persona_diff.paths)."""
