@@ -148,6 +148,30 @@ def test_answer_positions_with_kv_cache_match_teacher_forcing(tiny_llama):
         logits = model(gen[:, :-1]).logits
     assert torch.equal(logits[0, 5:].argmax(-1), gen[0, 6:])
     assert _n_hooks(model) == 0
+    # prompt-only steering during generate touches the 6 prompt positions and no generated one
+    with steer(model, v, LAYER, alpha=2.0, positions="prompt") as st:
+        model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert st.steered_tokens[LAYER] == ids.shape[1]
+
+
+@pytest.mark.parametrize("name", ["cache", "past_key_values", "past_key_value"])
+def test_layer_cache_found_under_every_name(name):
+    from persona_diff.models.kv_cache import cache_from_kwargs, output_cache
+
+    marker = object()
+    assert cache_from_kwargs({name: marker, "hidden_states": 1}) is marker
+    assert cache_from_kwargs({name: None}) is None
+    if name != "past_key_value":
+        assert output_cache({name: marker}) is marker
+
+
+def test_cache_kwarg_matches_the_installed_forward(tiny_llama):
+    import inspect
+
+    from persona_diff.models.kv_cache import cache_kwarg
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    assert cache_kwarg(model) in inspect.signature(type(model).forward).parameters
 
 
 def test_bad_inputs_raise_clear_errors(model):

@@ -30,6 +30,7 @@ from persona_diff.generation.hf import render_chat
 from persona_diff.judges.base import Judge, JudgeRequest, register_judge
 from persona_diff.judges.prompts import fill_prompt
 from persona_diff.log import get_logger
+from persona_diff.models.kv_cache import cache_kwarg, output_cache
 from persona_diff.models.loading import LoadedModel, load_model
 
 log = get_logger(__name__)
@@ -158,7 +159,7 @@ class SequenceScorer:
         cache_used = self.method == "tree"
         if self.method == "tree":
             try:
-                dists = self._tree_logits(pids, out.past_key_values, nodes)
+                dists = self._tree_logits(pids, output_cache(out), nodes)
             except Exception as e:  # noqa: BLE001 - any failure: use the exact batched path
                 log.warning("tree scoring failed on %s (%s); using batched scoring", self.lm.spec, e)
                 self.method = "batched"
@@ -172,7 +173,7 @@ class SequenceScorer:
         if dists is None:
             if cache_used:  # the tree forward extended the cache: recompute it
                 out = model(input_ids=pids, use_cache=True, logits_to_keep=1)
-            dists = self._batched_logits(pids, out.past_key_values, nodes)
+            dists = self._batched_logits(pids, output_cache(out), nodes)
         # dists: raw logits [len(nodes), V] after prefix + node
         row = {n: i for i, n in enumerate(nodes)}
         lse = torch.logsumexp(dists.double(), -1)  # [N]
@@ -215,8 +216,8 @@ class SequenceScorer:
             input_ids=ids.to(dev),
             attention_mask=mask.to(dev),
             position_ids=pos.to(dev),
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kwarg(model): cache},
         ).logits
         return logits[0]
 
@@ -254,7 +255,7 @@ class SequenceScorer:
             input_ids=ids.to(dev),
             attention_mask=mask.to(dev),
             position_ids=pos.to(dev),
-            past_key_values=cache,
+            **{cache_kwarg(model): cache},
         ).logits
         where: dict[tuple[int, ...], tuple[int, int]] = {}
         for r, leaf in enumerate(leaves):

@@ -16,7 +16,7 @@ Positions:
 - ``"answer"``: absolute positions ``>= prompt_len`` (the newly generated tokens).
 
 The absolute position of a token is the number of tokens already in the KV cache plus its
-index in the current call, read from ``past_key_values`` in a pre-hook on block 0. When
+index in the current call, read from the KV cache (under any of its names) in a pre-hook on block 0. When
 ``prompt_len`` is not given it is taken from the first forward call of each new sequence
 (empty cache): in ``generate`` that call is exactly the (left-padded) prompt. For a single
 teacher-forced forward over prompt+answer pass ``prompt_len`` explicitly.
@@ -40,6 +40,7 @@ from jaxtyping import Float
 from torch import nn
 
 from persona_diff.errors import PersonaDiffError
+from persona_diff.models.kv_cache import cache_from_kwargs
 from persona_diff.models.layers import block_output, get_blocks, resolve_layers
 
 Positions = Literal["all", "prompt", "answer"]
@@ -162,7 +163,7 @@ def steer(
 
     def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
         hidden = args[0] if args else kwargs.get("hidden_states")
-        cache = kwargs.get("past_key_values", kwargs.get("past_key_value"))
+        cache = cache_from_kwargs(kwargs)
         past = 0
         if cache is not None and hasattr(cache, "get_seq_length"):
             past = int(cache.get_seq_length(0))
