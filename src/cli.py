@@ -46,18 +46,40 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as e:  # click usage errors etc.
-        import click
-
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
+    except Exception as e:
+        _exit_on_click_exception(e)
         raise
 
+
+def _click_exception_types(name: str) -> tuple[type[BaseException], ...]:
+    """`name` from click and from the click that typer ≥ 0.29 vendors (either may be absent)."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _exit_on_click_exception(e: Exception) -> None:
+    """Usage errors: one line on stderr and exit 2 (no traceback), on every typer/click version."""
+    if isinstance(e, _click_exception_types("Exit")):
+        sys.exit(getattr(e, "exit_code", 0))
+    if isinstance(e, _click_exception_types("Abort")):
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    if isinstance(e, _click_exception_types("NoArgsIsHelpError")):
+        e.show()  # type: ignore[attr-defined]  # the help text, as a bare command asks for
+        sys.exit(2)
+    if isinstance(e, _click_exception_types("ClickException")):
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(e.exit_code if isinstance(getattr(e, "exit_code", None), int) else 2)
 
 if __name__ == "__main__":
     main()

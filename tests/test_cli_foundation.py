@@ -80,3 +80,29 @@ def test_bad_adapter_and_gguf_and_questions(tiny_llama, tmp_path):
     q.write_text("- id: x\n  judge_prompts: {aligned: hi}\n")
     r = run_cli("generate", "--model", str(tiny_llama), "--questions", str(q), "--out", str(tmp_path / "o.jsonl"))
     assert r.returncode == 2 and "has no paraphrases" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "base", "ft"], "--out"),  # a missing required option
+        (["run", "base", "ft", "--out", "x", "--no-such-option"], "--no-such-option"),  # unknown option
+        (["no-such-command"], "no-such-command"),  # unknown command
+        (["probe", "--model"], "--model"),  # an option without its value
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err
+
+
+def test_bare_command_prints_help_and_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    out = capsys.readouterr()
+    assert exc.value.code == 2
+    assert "Traceback" not in out.err and "run" in out.out + out.err
