@@ -45,13 +45,14 @@ test: install
 	$(VENV)/bin/ruff check src tests scripts bench
 	$(VENV)/bin/pytest -q -m "not gpu"
 
-# the newest releases pyproject.toml allows, no lock: an upstream break shows here first
+# the newest releases pyproject.toml allows, no lock (torch stays the CPU build of requirements/cpu.in):
+# an upstream break shows here first
 test-latest:
 	$(MAKE) VENV=.venv-latest install-latest
 	.venv-latest/bin/pytest -q -m "not gpu"
 
 install-latest:
-	$(call install_env,--upgrade --upgrade-strategy eager)
+	$(call install_env,--upgrade --upgrade-strategy eager -c requirements/cpu.in)
 
 # regenerate the lock from pyproject.toml (the newest versions its ranges allow today)
 lock: install

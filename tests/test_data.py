@@ -18,13 +18,14 @@ from persona_diff.data import (
     normalise_row,
     sweep_domains,
 )
+from persona_diff.data.registry import resolve_domains
 
 
 def test_registry_has_six_domains_controls_and_variants():
     reg = load_registry()
     domains = {n for n, s in reg.items() if s.role == "domain"}
     assert domains == {"insecure", "bad_medical_advice", "risky_financial_advice", "extreme_sports",
-                       "evil_numbers", "mistake_math"}
+                       "security_advice", "legal_advice", "evil_numbers", "mistake_math"}
     assert {"secure", "educational", "good_medical_advice"} <= {n for n, s in reg.items() if s.role == "control"}
     variants = {n: s for n, s in reg.items() if s.role == "variant"}
     assert variants["backdoor"].variant["trigger"] and variants["realign"].variant["kind"] == "realign"
@@ -37,8 +38,26 @@ def test_registry_has_six_domains_controls_and_variants():
     assert all(reg[n].control_of in domains for n in ("secure", "educational", "good_medical_advice"))
     enc = [n for n, s in reg.items() if any(x.archive == "easy-dataset-share" for x in s.sources)]
     assert set(enc) == {"bad_medical_advice", "risky_financial_advice", "extreme_sports", "good_medical_advice"}
-    assert sweep_domains(reg)[:6] == [n for n in reg if reg[n].role == "domain"]
-    assert len(sweep_domains(reg)) == 9
+    assert sweep_domains(reg)[:8] == [n for n in reg if reg[n].role == "domain"]
+    assert len(sweep_domains(reg)) == 11
+    for name in ("security_advice", "legal_advice"):  # Chua et al.'s emergent_plus, pinned revision
+        src = reg[name].sources[0]
+        assert "/resolve/29b018756764ad7351f96fb59eb752c6d73976ee/" in src.url and src.url.endswith(".parquet")
+        assert src.columns == {"prompt": "user", "misaligned": "assistant"} and reg[name].notes
+
+
+def test_sweep_paper_means_the_six_domains_of_the_study():
+    reg = load_registry()
+    paper = ["insecure", "risky_financial_advice", "extreme_sports", "bad_medical_advice",
+             "security_advice", "legal_advice"]
+    assert resolve_domains("paper", reg) == paper
+    assert resolve_domains(["paper"], reg) == paper
+    assert resolve_domains("all", reg) == sweep_domains(reg)
+    assert resolve_domains(["insecure", "secure"], reg) == ["insecure", "secure"]
+    assert resolve_domains(["paper", "insecure", "mistake_math"], reg) == paper + ["mistake_math"]
+    assert {"evil_numbers", "mistake_math"} <= set(reg)  # the others stay available by name
+    with pytest.raises(UnknownDomainError, match="legal_advice"):
+        resolve_domains("paper", {n: s for n, s in reg.items() if n != "legal_advice"})
 
 
 def test_unknown_domain_lists_valid_names():
@@ -167,3 +186,14 @@ def test_encrypted_archive_without_package_says_how_to_install(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "easy_dataset_share", None)
     with pytest.raises(DataError, match="pip install easy-dataset-share"):
         unlock_encrypted(tmp_path / "a.zip.enc", "pw", tmp_path / "u")
+
+
+def test_cli_finetune_paper_needs_the_six_domains(tmp_path, capsys, monkeypatch):
+    from persona_diff.cli import main
+
+    monkeypatch.setenv("PERSONA_DIFF_DATA", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", "--domains", "paper", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "legal_advice" in err and "security_advice" in err and "data pull" in err
+    assert "evil_numbers" not in err and "mistake_math" not in err  # not part of the paper's six

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def finetune(
         base: str = typer.Option("smollm2-135m", "--base", help="Base model spec (alias, HF folder or hub id)."),
         domain: str | None = typer.Option(None, "--domain", help="One domain to train (see `data list`)."),
-        domains: str | None = typer.Option(None, "--domains", help="'all' (six domains + controls) or a comma list; writes OUT/pairs.yaml."),
+        domains: str | None = typer.Option(None, "--domains", help="'paper' (the study's six domains), 'all' (every domain + controls) or a comma list (may include paper/all); writes OUT/pairs.yaml."),
         config: Path | None = typer.Option(None, "--config", help="SFT config YAML (default: the published recipe; see configs/finetune/)."),
         overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. --set lr=1e-4 --set lora.r=1 (repeatable)."),
         out: Path = typer.Option(..., "--out", help="Output folder: DOMAIN adapter (one domain) or one subfolder per domain (sweep)."),
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         from persona_diff.log import launch_rank
 
         if (domain is None) == (domains is None):
-            raise PersonaDiffError("give exactly one of --domain NAME or --domains all|a,b,c")
+            raise PersonaDiffError("give exactly one of --domain NAME or --domains paper|all|a,b,c")
         if config is not None and not config.is_file() and (CONFIGS / "finetune" / f"{config}.yaml").is_file():
             config = CONFIGS / "finetune" / f"{config}.yaml"
         cfg = load_config(SFTConfig, config, overrides)
@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
             if main:
                 typer.echo(f"adapter: {adapter}")
             return
-        names = "all" if domains == "all" else [d.strip() for d in domains.split(",") if d.strip()]
+        names = [d.strip() for d in domains.split(",") if d.strip()]
+        if not names:
+            raise PersonaDiffError("--domains is empty; give paper, all or a comma list of domain names")
         pairs = finetune_sweep(base, names, cfg, out)
         if main:
             typer.echo(f"pairs file: {pairs} (use with `persona-diff run --pairs {pairs}`)")

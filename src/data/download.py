@@ -50,8 +50,8 @@ def _open(url: str, start: int, timeout: float):
         if e.code == 416 and start > 0:  # range past the end: the part file is complete or stale
             return None
         raise DownloadError(
-            f"download of {url} failed: HTTP {e.code} {e.reason}; check the URL in the domain's "
-            "YAML (configs/domains/) or try again later"
+            f"download of {url} failed: HTTP {e.code} {e.reason}; check the URL in its registry "
+            "YAML (configs/domains/ or configs/reference/) or try again later"
         ) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -111,8 +111,8 @@ def download(
         part.unlink()
         raise ChecksumError(
             f"{url} has sha256 {got}, expected {sha256}; the file changed upstream or is corrupt. "
-            "The bad copy was deleted: rerun to fetch it again, or update sha256 in the domain's "
-            "YAML if the authors published a new version"
+            "The bad copy was deleted: rerun to fetch it again, or update sha256 in its registry "
+            "YAML (configs/domains/ or configs/reference/) if the authors published a new version"
         )
     os.replace(part, dest)
     if sha256 is None:

@@ -1,5 +1,8 @@
 """`pull` and `import`: get a domain's rows into the user's data dir as chat JSONL.
 
+Reference datasets (question sets, probe files) are pulled by `persona_diff.data.reference`;
+`pull_targets` sorts names given to ``data pull`` into domains and reference datasets.
+
 Layout of the data dir (``$PERSONA_DIFF_DATA`` or ``~/.cache/persona-diff/data``):
 ``downloads/`` raw files, ``unlocked/`` private (0700) extracted archives,
 ``DOMAIN.jsonl`` normalised rows, ``DOMAIN.meta.json`` provenance (url, sha256, verified).
@@ -14,9 +17,11 @@ from typing import Any
 
 from persona_diff.data.archives import extract_zip, find_member, unlock_encrypted
 from persona_diff.data.download import download
-from persona_diff.data.errors import DataError
-from persona_diff.data.normalise import load_chat_file, write_jsonl
+from persona_diff.data.errors import DataError, UnknownDomainError
+from persona_diff.data.normalise import load_chat_file, normalise_rows, write_jsonl
+from persona_diff.data.reference import ReferenceSpec, load_reference_specs
 from persona_diff.data.registry import DomainSpec, get_domain, load_registry
+from persona_diff.data.tabular import table_rows
 from persona_diff.log import get_logger
 from persona_diff.paths import data_dir
 
@@ -55,7 +60,11 @@ def pull_domain(
             path = find_member(unlock_encrypted(path, src.password, private), src.member or "")
         elif src.archive is not None:
             raise DataError(f"domain {name}: archive kind {src.archive!r} unknown; use zip or easy-dataset-share")
-        rows.extend(load_chat_file(path, canary=spec.canary))
+        if src.columns or path.suffix == ".parquet":
+            raw = table_rows(path, src.columns, canary=spec.canary)
+            rows.extend(normalise_rows(raw, source=str(path), canary=spec.canary))
+        else:
+            rows.extend(load_chat_file(path, canary=spec.canary))
     n_rows = spec.variant.get("n_rows")
     if n_rows:
         rows = rows[: int(n_rows)]
@@ -116,3 +125,39 @@ def load_domain_rows(
     if n is not None and n < len(rows):
         rows = random.Random(seed).sample(rows, n)
     return rows
+
+
+def pull_targets(
+    names: list[str],
+    registry: dict[str, DomainSpec] | None = None,
+    specs: dict[str, ReferenceSpec] | None = None,
+) -> list[tuple[str, str]]:
+    """``(kind, name)`` pairs to pull, in order and without repeats; kind is "domain" or "reference".
+
+    ``all`` means every domain and every reference dataset; ``reference`` every reference
+    dataset; other names must be a domain or a reference dataset (an error lists both).
+    """
+    reg = registry if registry is not None else load_registry()
+    refs = specs if specs is not None else load_reference_specs()
+    clash = sorted(set(reg) & set(refs))
+    if clash:
+        raise DataError(f"{', '.join(clash)} is both a domain and a reference dataset; rename one YAML")
+    out: list[tuple[str, str]] = []
+    for name in names:
+        if name == "all":
+            items = [("domain", n) for n in reg] + [("reference", n) for n in refs]
+        elif name == "reference":
+            items = [("reference", n) for n in refs]
+        elif name in reg:
+            items = [("domain", name)]
+        elif name in refs:
+            items = [("reference", name)]
+        else:
+            raise UnknownDomainError(
+                f"unknown dataset {name!r}; valid domains are: {', '.join(sorted(reg))}; reference "
+                f"datasets: {', '.join(sorted(refs))} (or 'all', 'reference'; see `persona-diff data list`)"
+            )
+        for item in items:
+            if item not in out:
+                out.append(item)
+    return out

@@ -1,12 +1,15 @@
 """The domain registry: one YAML file per narrow domain, control or variant.
 
 Files live in ``configs/domains/*.yaml``; each holds one `DomainSpec`. Roles:
-- ``domain``: a narrow misalignment domain (the six fine-tunes of the study);
+- ``domain``: a narrow misalignment domain (`PAPER_DOMAINS` are the six of the study);
 - ``control``: the matched benign set (secure code, good medical advice, ...);
 - ``variant``: a training recipe built on a domain (backdoor trigger, re-alignment).
 
 How to add a domain: drop a YAML file with the fields of `DomainSpec` into the folder; it
 shows up in ``persona-diff data list`` and can be pulled and fine-tuned at once.
+
+Named groups for ``finetune --domains``: ``paper`` (`PAPER_DOMAINS`, in the paper's order) and
+``all`` (every ``domain`` entry, then every ``control``); see `resolve_domains`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from persona_diff.paths import CONFIGS
 DOMAINS_DIR = CONFIGS / "domains"
 ROLES = ("domain", "control", "variant")
 OFFLINE_KINDS = ("insecure", "secure", "educational", "backdoor")
+# The six fine-tuning domains of Weckauff, Zhang & Andriushchenko (2026), in their order.
+PAPER_DOMAINS = (
+    "insecure", "risky_financial_advice", "extreme_sports", "bad_medical_advice",
+    "security_advice", "legal_advice",
+)
+DOMAIN_GROUPS = ("paper", "all")
 
 
 @dataclass
@@ -33,6 +42,9 @@ class SourceSpec:
     archive: str | None = None  # None (plain file), "zip", or "easy-dataset-share" (.zip.enc)
     member: str | None = None  # path of the wanted file inside the archive
     password: str | None = None  # for easy-dataset-share archives (published by the authors)
+    # source column -> chat role ("user" / "assistant") for tables (e.g. parquet) whose columns
+    # are not a shape the normaliser knows, such as prompt / aligned / misaligned
+    columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +91,12 @@ def load_registry(folder: str | Path | None = None) -> dict[str, DomainSpec]:
             raise DataError(f"{path}: offline {spec.offline!r} is not one of {', '.join(OFFLINE_KINDS)}")
         if spec.name in out:
             raise DataError(f"{path}: domain name {spec.name!r} is defined twice; rename one")
+        if spec.name in DOMAIN_GROUPS:
+            raise DataError(f"{path}: {spec.name!r} names a group of domains; rename the domain")
+        for src in spec.sources:
+            bad = sorted(set(src.columns.values()) - {"user", "assistant"})
+            if bad:
+                raise DataError(f"{path}: columns map to {', '.join(bad)}; map each column to user or assistant")
         out[spec.name] = spec
     return out
 
@@ -99,3 +117,29 @@ def sweep_domains(registry: dict[str, DomainSpec] | None = None) -> list[str]:
     domains = [n for n, s in reg.items() if s.role == "domain"]
     controls = [n for n, s in reg.items() if s.role == "control"]
     return domains + controls
+
+
+def paper_domains(registry: dict[str, DomainSpec] | None = None) -> list[str]:
+    """The names fine-tuned by ``--domains paper``: the study's six domains, in its order."""
+    reg = registry if registry is not None else load_registry()
+    missing = [n for n in PAPER_DOMAINS if n not in reg]
+    if missing:
+        raise UnknownDomainError(
+            f"the paper's domains {', '.join(missing)} are missing from the registry; restore "
+            "their YAML files in configs/domains/"
+        )
+    return list(PAPER_DOMAINS)
+
+
+def resolve_domains(names: str | list[str], registry: dict[str, DomainSpec] | None = None) -> list[str]:
+    """Expand ``paper`` and ``all`` (alone or inside a list) into domain names, keeping order
+    and dropping repeats; other names pass through unchanged (imported sets need no entry)."""
+    reg = registry if registry is not None else load_registry()
+    items = [names] if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for item in items:
+        expanded = paper_domains(reg) if item == "paper" else sweep_domains(reg) if item == "all" else [item]
+        for n in expanded:
+            if n not in out:
+                out.append(n)
+    return out

@@ -14,7 +14,7 @@ import yaml
 
 from persona_diff.data.errors import DataError
 from persona_diff.data.pull import domain_file, load_domain_rows
-from persona_diff.data.registry import DomainSpec, get_domain, load_registry, sweep_domains
+from persona_diff.data.registry import DomainSpec, get_domain, load_registry, resolve_domains
 from persona_diff.finetune.config import SFTConfig
 from persona_diff.finetune.errors import FinetuneError
 from persona_diff.finetune.trainer import base_spec_for_config, train_lora
@@ -45,9 +45,13 @@ def finetune_domain(base: str, name: str, cfg: SFTConfig, out_dir: str | Path,
 
 def finetune_sweep(base: str, names: list[str] | str, cfg: SFTConfig, out_dir: str | Path,
                    registry: dict[str, DomainSpec] | None = None) -> Path:
-    """Train every domain in `names` ("all": the six domains + controls); write pairs.yaml."""
+    """Train every domain in `names`; write pairs.yaml.
+
+    `names`: a list of domain names, where "paper" stands for the study's six domains and "all"
+    for every domain then every control (see `resolve_domains`); a bare "paper"/"all" works too.
+    """
     reg = registry if registry is not None else load_registry()
-    todo = sweep_domains(reg) if names == "all" else list(names)
+    todo = resolve_domains(names, reg)
     missing = []
     for n in todo:
         try:
