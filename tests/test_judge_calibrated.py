@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -204,26 +207,228 @@ def test_stratified_subsample_keeps_proportions(tmp_path):
     assert int((sub[0].aligned <= 30).sum()) == 10 and int((sub[1].aligned <= 30).sum()) == 10
 
 
-def test_default_judge_fits_once_and_falls_back(tmp_path, monkeypatch):
+# --------------------------------------------------------------------------- shipped default judge
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fit_script():
+    spec = importlib.util.spec_from_file_location("fit_default_judge", ROOT / "scripts" / "fit_default_judge.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_shipped_judge_files_load():
+    from persona_diff.judges.calibrated import (
+        DEFAULT_ENCODER,
+        DEFAULT_MAX_ANSWERS,
+        SHIPPED_JUDGE,
+        check_judge_files,
+    )
+    from persona_diff.paths import RESOURCES
+
+    assert SHIPPED_JUDGE == RESOURCES / "judges" / "default"
+    check_judge_files(SHIPPED_JUDGE)
+    j = CalibratedJudge.load(SHIPPED_JUDGE, check_probe=False)  # no encoder loaded
+    cfg = j.cfg
+    assert cfg.encoder == DEFAULT_ENCODER and cfg.layer == 14 and cfg.dim == 576
+    assert cfg.cv == "leave-one-file-out"
+    assert cfg.subsample and "seed 0" in cfg.subsample
+    assert f"max_answers {DEFAULT_MAX_ANSWERS}, seed 0" in cfg.provenance["recipe"]
+    files = cfg.training_files
+    n = sum(f["n"] for f in files)  # per-file rounding of the stratified subsample
+    assert len(files) >= 2 and DEFAULT_MAX_ANSWERS - len(files) <= n <= DEFAULT_MAX_ANSWERS
+    assert f"of {n} of" in cfg.subsample
+    for f in files:
+        assert HEX64.fullmatch(f["sha256"]), f
+        assert f["path"] == f"model-organisms-em/judged_responses/{f['name']}.csv", f  # relative, portable
+    # no absolute path of the machine that fitted it
+    text = (SHIPPED_JUDGE / "cfg.json").read_text()
+    assert str(Path.home()) not in text and "/work/" not in text and "/shared/" not in text
+    agr = cfg.agreement
+    assert agr["mode"] == "leave-one-file-out" and 0.5 < agr["mean_spearman"] < 1 and 0.7 < agr["mean_auc"] < 1
+    assert {f["file"] for f in agr["files"]} == {f["name"] for f in files}
+    assert set(cfg.lambdas) == {"aligned", "coherent"}
+    X = np.random.default_rng(0).normal(size=(5, cfg.dim)) * j.t["aligned.std"] + j.t["aligned.mean"]
+    for m in ("aligned", "coherent"):
+        s = j.predict_features(X, m)
+        assert s.shape == (5,) and np.all((0 <= s) & (s <= 100))
+    d = j.describe()
+    assert d["calibrated"] is True and d["shipped"] is True and d["agreement"]["mean_spearman"] == agr["mean_spearman"]
+
+
+def test_shipped_judge_hashes_match_reference_csvs(reference_data):
+    from persona_diff.judges.agreement import file_sha256
+    from persona_diff.judges.calibrated import DEFAULT_MAX_ANSWERS, DEFAULT_SEED, SHIPPED_JUDGE
+
+    cfg = CalibratedJudge.load(SHIPPED_JUDGE, check_probe=False).cfg
+    paths = [reference_data / f["path"] for f in cfg.training_files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    assert not missing, f"training files absent from {reference_data}: {missing}"
+    for f, p in zip(cfg.training_files, paths, strict=True):
+        assert file_sha256(p) == f["sha256"], f"{p} changed since the shipped judge was fitted"
+    # all of the reference CSVs were used, and the same subsample comes out
+    on_disk = sorted((reference_data / "model-organisms-em" / "judged_responses").glob("*.csv"))
+    assert [p.name for p in on_disk] == sorted(p.name for p in paths)
+    sub = stratified_subsample(load_tables(paths), DEFAULT_MAX_ANSWERS, DEFAULT_SEED)
+    assert [len(t) for t in sub] == [f["n"] for f in cfg.training_files]
+
+
+def _no_probe_check(monkeypatch):
+    """make_judge("calibrated:...") without loading SmolLM2 for the probe-pair check."""
+    from persona_diff.judges import base
+
+    base._load_builtin()
+    monkeypatch.setitem(
+        base._REGISTRY, "calibrated", lambda rest, **kw: CalibratedJudge.load(rest, check_probe=False)
+    )
+
+
+def test_default_judge_is_the_shipped_one_without_reference_data(tmp_path, monkeypatch, caplog):
+    from persona_diff.judges import calibrated
+    from persona_diff.judges.base import judge_line
+    from persona_diff.paths import reference_roots
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(empty))
+    monkeypatch.setenv("PERSONA_DIFF_CACHE", str(tmp_path / "cache"))
+    assert reference_roots() == [empty] and calibrated.find_reference_csvs() == []
+
+    def no_fit(*a, **k):
+        raise AssertionError("the default judge must not be fitted at run time")
+
+    monkeypatch.setattr(calibrated, "fit_calibrated", no_fit)
+    with caplog.at_level("WARNING", logger="persona_diff"):
+        spec, ok = calibrated.ensure_default_judge()
+    assert ok and spec == f"calibrated:{calibrated.SHIPPED_JUDGE}"
+    assert not caplog.records
+    assert not (tmp_path / "cache").exists()  # nothing fitted, nothing cached
+    _no_probe_check(monkeypatch)
+    for name in ("default", "auto"):
+        j = make_judge(name, cache_dir=tmp_path / "run")
+        assert isinstance(j, CalibratedJudge)
+        d = j.describe()
+        assert d["calibrated"] is True and d["shipped"] is True and "warning" not in d
+        assert d["agreement"]["mode"] == "leave-one-file-out"
+        line = judge_line(d)
+        assert "shipped default, calibrated" in line and "Spearman rho 0." in line and "UNCALIBRATED" not in line
+
+
+def test_missing_or_corrupt_shipped_judge_falls_back_with_the_fix(tmp_path, monkeypatch, caplog):
+    import shutil
+
     from persona_diff.judges import calibrated
 
-    data = tmp_path / "ref" / "judged_responses"
+    good = tmp_path / "good"
+    shutil.copytree(calibrated.SHIPPED_JUDGE, good)
+    broken = {
+        "missing": lambda d: shutil.rmtree(d),
+        "no-head": lambda d: (d / "head.safetensors").unlink(),
+        "truncated-head": lambda d: (d / "head.safetensors").write_bytes((d / "head.safetensors").read_bytes()[:100]),
+        "bad-cfg": lambda d: (d / "cfg.json").write_text("{not json"),
+        "unknown-key": lambda d: (d / "cfg.json").write_text('{"encoder": "x", "bogus": 1}'),
+    }
+    for name, breaker in broken.items():
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        breaker(d)
+        monkeypatch.setattr(calibrated, "SHIPPED_JUDGE", d)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="persona_diff"):
+            spec, ok = calibrated.ensure_default_judge()
+        assert (spec, ok) == (calibrated.FALLBACK_JUDGE, False), name
+        msg = caplog.text
+        assert "UNCALIBRATED" in msg and "python scripts/fit_default_judge.py" in msg and "reinstall" in msg, name
+    monkeypatch.setattr(calibrated, "SHIPPED_JUDGE", good)
+    assert calibrated.ensure_default_judge() == (f"calibrated:{good}", True)
+
+
+def test_refit_of_the_shipped_recipe_on_synthetic_data(tmp_path, monkeypatch, capsys):
+    """`scripts/fit_default_judge.py` runs `fit_default_judge` (the shipped recipe) end to end on
+    a tiny table with a fake encoder: relative training paths, a refit that --check accepts, a
+    changed head that --check rejects. (The real refit takes ~4 min; see the script.)"""
+    from persona_diff.judges import calibrated
+
+    data = tmp_path / "ref" / "model-organisms-em" / "judged_responses"
     data.mkdir(parents=True)
     synthetic(data, n_files=2, n=40)
     monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(tmp_path / "ref"))
-    monkeypatch.setattr(calibrated, "DEFAULT_ENCODER", "testvec")
     monkeypatch.setattr(calibrated, "DEFAULT_MAX_ANSWERS", 50)
-    spec, ok = calibrated.ensure_default_judge(tmp_path / "cache")
-    assert ok and spec.startswith("calibrated:") and str(tmp_path / "cache" / "judges") in spec
-    j = make_judge(spec)
-    assert j.cfg.subsample and "50 of 80" in j.cfg.subsample
-    mtime = (Path(spec.split(":", 1)[1]) / "cfg.json").stat().st_mtime_ns
-    assert calibrated.ensure_default_judge(tmp_path / "cache") == (spec, True)
-    assert (Path(spec.split(":", 1)[1]) / "cfg.json").stat().st_mtime_ns == mtime  # not refitted
+    script = _fit_script()
+    out = tmp_path / "judge"
+    assert script.main(["--out", str(out)], encoder="testvec") == 0
+    j = CalibratedJudge.load(out)
+    assert [f["path"] for f in j.cfg.training_files] == [
+        "model-organisms-em/judged_responses/model0.csv",
+        "model-organisms-em/judged_responses/model1.csv",
+    ]
+    assert all(HEX64.fullmatch(f["sha256"]) for f in j.cfg.training_files)
+    assert "50 of 80" in j.cfg.subsample and "seed 0" in j.cfg.subsample
+    assert j.cfg.provenance["refit"] == "python scripts/fit_default_judge.py"
+    assert j.cfg.agreement["mode"] == "leave-one-file-out" and len(j.cfg.agreement["files"]) == 2
+    assert str(tmp_path) not in (out / "cfg.json").read_text()
+    # the shipped judge's cfg was made by this same recipe
+    shipped = CalibratedJudge.load(calibrated.SHIPPED_JUDGE, check_probe=False).cfg
+    assert set(shipped.provenance) == set(j.cfg.provenance)
+    assert "max_answers 1500, seed 0" in shipped.provenance["recipe"]
+    capsys.readouterr()
+    assert script.main(["--out", str(out), "--check"], encoder="testvec") == 0
+    assert "reproduces" in capsys.readouterr().out
+    t = {k: torch.from_numpy(v) for k, v in j.t.items()}
+    t["aligned.weight"] = t["aligned.weight"] * 1.01
+    from safetensors.torch import save_file
 
-    monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(tmp_path / "empty"))
-    spec, ok = calibrated.ensure_default_judge(tmp_path / "cache2")
-    assert not ok and not spec.startswith("calibrated:")
+    save_file(t, str(out / "head.safetensors"))
+    assert script.main(["--out", str(out), "--check"], encoder="testvec") == 1
+    assert "DIFFERS aligned.weight" in capsys.readouterr().out
+
+
+def test_fit_default_judge_without_data_says_where_to_put_it(tmp_path, monkeypatch):
+    from persona_diff.judges import calibrated
+
+    monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(tmp_path))
+    with pytest.raises(PersonaDiffError, match="PERSONA_DIFF_REFERENCE_DATA.*judged_responses"):
+        calibrated.fit_default_judge(encoder="testvec")
+
+
+@pytest.mark.integration
+def test_probe_cli_uses_the_shipped_judge_without_reference_data(tmp_path):
+    """`persona-diff probe --probes harm` on SmolLM2 with no reference data anywhere: the shipped
+    calibrated judge scores the answers, its agreement is printed and written, nothing is
+    marked UNCALIBRATED and nothing is fitted."""
+    import os
+    import subprocess
+    import sys
+
+    from persona_diff.judges.calibrated import SHIPPED_JUDGE
+
+    empty = tmp_path / "no-reference-data"
+    empty.mkdir()
+    out = tmp_path / "out"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in SHIPPED_JUDGE.iterdir()}
+    env = {**os.environ, "PERSONA_DIFF_REFERENCE_DATA": str(empty), "PERSONA_DIFF_NO_PROGRESS": "1", "PERSONA_DIFF_LOG": "INFO"}
+    cli = Path(sys.executable).with_name("persona-diff")
+    cmd = [str(cli), "probe", "--model", "smollm2-135m", "--probes", "harm", "--max-questions", "1",
+           "--samples", "2", "--set", "harm.max_new_tokens=12", "--set", "n_boot=50", "--device", "cpu", "--out", str(out)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    text = res.stdout + res.stderr
+    assert res.returncode == 0, text
+    assert f"judge: calibrated:{SHIPPED_JUDGE} (shipped default, calibrated; leave-one-file-out" in res.stdout
+    assert "Spearman rho 0." in res.stdout
+    assert "UNCALIBRATED" not in text and "fitting" not in text.lower()
+    summary = json.loads((out / "ft" / "summary.json").read_text())
+    j = summary["judge"]
+    assert j["calibrated"] is True and j["shipped"] is True and j["agreement"]["mean_spearman"] > 0.5
+    rows = [json.loads(x) for x in (out / "ft" / "harm.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(0 <= r["aligned"] <= 100 and 0 <= r["coherent"] <= 100 for r in rows)
+    assert summary["probes"]["harm"]["n_scored"] == 2 and "warning" not in summary["probes"]["harm"]
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert "UNCALIBRATED" not in f.read_text(errors="replace"), f
+    assert {p.name: p.stat().st_mtime_ns for p in SHIPPED_JUDGE.iterdir()} == mtimes
 
 
 def test_lm_residual_encoder_matches_hidden_states(tiny_llama):

@@ -12,9 +12,9 @@ from persona_diff.errors import PersonaDiffError
 
 
 def _default_cache() -> Path:
-    from persona_diff.judges.calibrated import _cache_root
+    from persona_diff.paths import cache_dir
 
-    return _cache_root(None) / "judge-cache"
+    return cache_dir() / "judge-cache"
 
 
 def register(app: typer.Typer) -> None:

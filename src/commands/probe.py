@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         """Run the behavioural probes, print a short table, write JSONL + summary JSON."""
         from persona_diff.config import load_config
         from persona_diff.judges import make_judge
+        from persona_diff.judges.base import judge_line
         from persona_diff.probes import (
             LabelConfig,
             ProbeConfig,
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(ProbeConfig, config, over)
         out.mkdir(parents=True, exist_ok=True)
         j = make_judge(judge, cache_dir=out)
+        typer.echo(f"judge: {judge_line(j.describe())}")
         load_kw = {"device": device, "device_map": device_map, "dtype": dtype}
         results = {}
         if base is not None:

@@ -124,9 +124,30 @@ def _load_builtin() -> None:
 
 DEFAULT_SPECS = ("default", "auto")
 UNCALIBRATED_WARNING = (
-    "no calibration data found (set PERSONA_DIFF_REFERENCE_DATA or `persona-diff data pull`): "
-    "every judge-based number is UNCALIBRATED"
+    "the calibrated judge shipped with persona-diff is missing or corrupt, so the default judge "
+    "fell back to a local logprob judge: every judge-based number is UNCALIBRATED; reinstall "
+    "persona-diff, refit it (`python scripts/fit_default_judge.py` in a source checkout), or "
+    "pass --judge calibrated:DIR"
 )
+
+
+def judge_line(info: dict[str, Any]) -> str:
+    """One line on a judge from its `describe()`: its spec, and its agreement with the
+    reference judge when it is calibrated, else an UNCALIBRATED mark."""
+    spec = str(info.get("spec", "?"))
+    agr = info.get("agreement")
+    if info.get("calibrated") and isinstance(agr, dict) and agr.get("mean_spearman") is not None:
+        what = "shipped default, calibrated" if info.get("shipped") else "calibrated"
+        n = len(agr.get("files") or [])
+        auc = agr.get("mean_auc")
+        return (
+            f"{spec} ({what}; {agr.get('mode', 'cross-validated')} agreement with GPT-4o: "
+            f"Spearman rho {agr['mean_spearman']:.2f}"
+            + (f", AUC {auc:.2f}" if isinstance(auc, float) else "")
+            + (f" over {n} files" if n else "")
+            + ")"
+        )
+    return f"{spec} (UNCALIBRATED: {info.get('warning') or 'agreement with a reference judge not measured'})"
 
 
 def _mark_uncalibrated(judge: Judge) -> Judge:
@@ -138,10 +159,11 @@ def _mark_uncalibrated(judge: Judge) -> Judge:
 def make_judge(spec: str, cache_dir: str | Path | None = None, **kw: Any) -> Judge:
     """Build a judge from its spec; `cache_dir` enables the on-disk cache.
 
-    ``default`` (or ``auto``) is the embedded calibrated judge, fitted once on the judged
-    answers found (`judges.calibrated.ensure_default_judge`). With no such data it falls back
-    to the local logprob judge with the 0.25 rule off (a 135M model puts ~1% of its mass on
-    numbers), so a chain keeps running, and `describe()` marks it UNCALIBRATED.
+    ``default`` (or ``auto``) is the calibrated judge shipped with the package
+    (`judges.calibrated.ensure_default_judge`; no reference data needed). Only when its files
+    are missing or corrupt does it fall back to the local logprob judge with the 0.25 rule off
+    (a 135M model puts ~1% of its mass on numbers), so a chain keeps running, and `describe()`
+    marks it UNCALIBRATED.
     """
     if spec in DEFAULT_SPECS:
         from persona_diff.judges.calibrated import ensure_default_judge

@@ -11,6 +11,11 @@ aligned ≤ 30 keep their meaning; scores are clipped to [0, 100].
 
 The cfg records the encoder (and layer), the training files with their sha256, λ, and the
 cross-validated agreement (per file when grouped: leave-one-file-out).
+
+The default judge (``make_judge("default")``) ships with the package in
+``resources/judges/default`` (`SHIPPED_JUDGE`): fitted by `fit_default_judge` on the published
+GPT-4o-judged files, it needs no reference data at run time. Refit it exactly with
+``python scripts/fit_default_judge.py`` (``--check`` compares a refit with the shipped files).
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from persona_diff.judges.agreement import AgreementReport, JudgedTable, file_agr
 from persona_diff.judges.base import Judge, JudgeRequest, register_judge
 from persona_diff.judges.encoders import PROBE_ANSWER, PROBE_QUESTION, Encoder, make_encoder
 from persona_diff.log import get_logger
-from persona_diff.paths import cache_dir, reference_roots
+from persona_diff.paths import RESOURCES, reference_roots
 
 log = get_logger(__name__)
 
@@ -58,6 +62,7 @@ class CalibratedJudgeConfig:
     encoder_info: dict[str, Any] = field(default_factory=dict)
     layer: int | None = None
     subsample: str | None = None  # set when fitted on a subsample
+    provenance: dict[str, Any] = field(default_factory=dict)  # recipe, versions; not run-critical
     head: str = (
         "ridge (closed form, float64, standardised features) + quantile map, clipped to [0, 100]"
     )
@@ -269,6 +274,8 @@ class CalibratedJudge(Judge):
             "cv": self.cfg.cv,
             "agreement": self.cfg.agreement,
             "subsample": self.cfg.subsample,
+            "shipped": self.path is not None and self.path.resolve() == SHIPPED_JUDGE.resolve(),
+            **({"provenance": self.cfg.provenance} if self.cfg.provenance else {}),
         }
 
     # -- persistence
@@ -476,10 +483,6 @@ def fit_calibrated(
 # --------------------------------------------------------------------------- default judge
 
 
-def _cache_root(cache_root: Path | None) -> Path:
-    return Path(cache_root) if cache_root is not None else cache_dir()
-
-
 def find_reference_csvs() -> list[Path]:
     """Judged-answer CSVs (``**/judged_responses/*.csv``) from the first reference root that has
     some (`persona_diff.paths.reference_roots`)."""
@@ -491,53 +494,129 @@ def find_reference_csvs() -> list[Path]:
     return []
 
 
-# SmolLM2's residual stream at block 14: leave-one-file-out ρ 0.68 on this 1,500-answer
-# subsample and 0.72 on all 5,040 answers, against MiniLM's 0.54 / 0.60 (BENCHMARKS.md); it
-# costs ~0.2 s an answer on 2 CPU cores, so fitting the default takes a few minutes, once.
+# The recipe of the shipped default judge. SmolLM2's residual stream at block 14:
+# leave-one-file-out ρ 0.68 on this 1,500-answer subsample and 0.72 on all 5,040 answers,
+# against MiniLM's 0.54 / 0.60 (BENCHMARKS.md); it costs ~0.2 s an answer on 2 CPU cores, so
+# a refit (`python scripts/fit_default_judge.py`) takes a few minutes.
 DEFAULT_ENCODER = "lm:smollm2-135m@14"
 DEFAULT_MAX_ANSWERS = 1500
+DEFAULT_SEED = 0
+SHIPPED_JUDGE = RESOURCES / "judges" / "default"
+REFIT_COMMAND = "python scripts/fit_default_judge.py"
 
 
-def ensure_default_judge(cache_root: Path | None = None) -> tuple[str, bool]:
-    """A judge spec for the embedded demo, and whether it is calibrated.
+def _reference_relative(path: str | Path) -> str:
+    """`path` relative to the reference root that holds it (POSIX), else its file name: a
+    shipped cfg never records this machine's folders."""
+    p = Path(path).resolve()
+    for root in reference_roots():
+        try:
+            return p.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return p.name
 
-    Fits (once; cached under $PERSONA_DIFF_CACHE/judges/) a judge calibrated on the embedded
-    model's residual stream (`DEFAULT_ENCODER`) on a stratified subsample of the judged CSVs it
-    can find. With no data it returns the uncalibrated fallback `hf:smollm2-135m` and False.
-    """
-    csvs = find_reference_csvs()
-    if not csvs:
-        log.warning(
-            "no judged-answer CSVs found (set PERSONA_DIFF_REFERENCE_DATA or run `persona-diff data pull`): "
-            "judging with the UNCALIBRATED fallback %s; judge-based numbers are not trustworthy",
-            FALLBACK_JUDGE,
+
+def fit_default_judge(
+    csvs: Sequence[str | Path] | None = None, encoder: Encoder | str | None = None
+) -> tuple[CalibratedJudge, AgreementReport]:
+    """Fit the default judge with the shipped recipe: `DEFAULT_ENCODER` on a stratified
+    subsample of `DEFAULT_MAX_ANSWERS` answers (seed `DEFAULT_SEED`), λ from `LAMBDAS` by
+    leave-one-file-out CV, on `csvs` (default: the reference judged CSVs). Training files are
+    recorded by their path relative to the reference root and their sha256."""
+    files = find_reference_csvs() if csvs is None else [Path(c) for c in csvs]
+    if not files:
+        raise PersonaDiffError(
+            "no judged-answer CSVs to fit the default judge on; set PERSONA_DIFF_REFERENCE_DATA "
+            "to a folder holding model-organisms-em/judged_responses/*.csv"
         )
-        return FALLBACK_JUDGE, False
-    tables = load_tables(csvs)
-    key = hashlib.sha256(
-        json.dumps(
-            [DEFAULT_ENCODER, DEFAULT_MAX_ANSWERS, sorted(t.sha256 for t in tables)]
-        ).encode()
-    ).hexdigest()[:12]
-    safe = re.sub(r"[^A-Za-z0-9.-]+", "-", DEFAULT_ENCODER)
-    out = _cache_root(cache_root) / "judges" / f"default-{safe}-{key}"
-    if (out / "cfg.json").is_file() and (out / "head.safetensors").is_file():
-        return f"calibrated:{out}", True
-    log.info(
-        "fitting the default calibrated judge (%s) on %d files; this happens once",
-        DEFAULT_ENCODER,
-        len(tables),
+    tables = load_tables(files)
+    judge, rep = fit_calibrated(
+        tables,
+        DEFAULT_ENCODER if encoder is None else encoder,
+        lambdas=LAMBDAS,
+        max_answers=DEFAULT_MAX_ANSWERS,
+        seed=DEFAULT_SEED,
     )
-    judge, rep = fit_calibrated(tables, DEFAULT_ENCODER, max_answers=DEFAULT_MAX_ANSWERS)
+    for f in judge.cfg.training_files:
+        f["path"] = _reference_relative(f["path"])
+    from persona_diff import __version__
+
+    judge.cfg.provenance = {
+        "recipe": (
+            f"fit_default_judge: encoder {judge.cfg.encoder}, max_answers {DEFAULT_MAX_ANSWERS}, "
+            f"seed {DEFAULT_SEED}, {len(LAMBDAS)} λ in [{LAMBDAS[0]:g}, {LAMBDAS[-1]:g}]"
+        ),
+        "refit": REFIT_COMMAND,
+        "persona_diff": __version__,
+        "torch": torch.__version__,
+    }
+    return judge, rep
+
+
+def save_default_judge(judge: CalibratedJudge, out: str | Path = SHIPPED_JUDGE) -> Path:
+    """Write `judge` to `out` (the shipped folder by default), replacing it in one step."""
+    import shutil
+
+    out = Path(out)
     tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
     judge.save(tmp)
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     tmp.rename(out)
-    log.info("default judge: mean leave-one-file-out ρ %.3f -> %s", rep.mean("spearman"), out)
-    return f"calibrated:{out}", True
+    judge.path, judge.spec = out.resolve(), f"calibrated:{out}"
+    return out
+
+
+def check_judge_files(path: str | Path) -> CalibratedJudgeConfig:
+    """Read a judge folder's cfg and heads without loading its encoder; a PersonaDiffError
+    says what is wrong (missing file, unreadable cfg or safetensors, missing/misshaped head)."""
+    path = Path(path)
+    cfg_file, head_file = path / "cfg.json", path / "head.safetensors"
+    for f in (cfg_file, head_file):
+        if not f.is_file():
+            raise PersonaDiffError(f"{f} is missing")
+    try:
+        cfg = from_dict(CalibratedJudgeConfig, json.loads(cfg_file.read_text()), str(cfg_file))
+        tensors = load_file(str(head_file))
+    except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt file
+        raise PersonaDiffError(f"{path} is unreadable: {type(e).__name__}: {e}") from None
+    for m in cfg.metrics:
+        for k in ("weight", "mean", "std"):
+            t = tensors.get(f"{m}.{k}")
+            if t is None or tuple(t.shape) != (cfg.dim,):
+                raise PersonaDiffError(f"{head_file} lacks a {m}.{k} tensor of shape ({cfg.dim},)")
+        for k in ("bias", "qmap_src", "qmap_dst"):
+            if f"{m}.{k}" not in tensors:
+                raise PersonaDiffError(f"{head_file} lacks the {m}.{k} tensor")
+    return cfg
+
+
+def ensure_default_judge() -> tuple[str, bool]:
+    """The default judge's spec and whether it is calibrated.
+
+    That is the calibrated judge shipped with the package (`SHIPPED_JUDGE`, fitted with
+    `fit_default_judge`): no reference data and no fit needed. Only when its files are
+    missing or corrupt does it log a warning naming the fix and return the uncalibrated
+    fallback `FALLBACK_JUDGE` with False.
+    """
+    try:
+        check_judge_files(SHIPPED_JUDGE)
+    except PersonaDiffError as e:
+        log.warning(
+            "the shipped calibrated judge is missing or corrupt (%s): judging with the "
+            "UNCALIBRATED fallback %s, so judge-based numbers are not trustworthy. Fix: reinstall "
+            "persona-diff, or refit it from the reference data with `%s` in a source checkout, "
+            "or pass a judge you fitted (`persona-diff judge calibrate ... --out DIR`, then "
+            "--judge calibrated:DIR)",
+            e,
+            FALLBACK_JUDGE,
+            REFIT_COMMAND,
+        )
+        return FALLBACK_JUDGE, False
+    return f"calibrated:{SHIPPED_JUDGE}", True
 
 
 def leave_one_file_out(
