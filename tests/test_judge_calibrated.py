@@ -156,6 +156,24 @@ def test_saved_judge_reloads_with_identical_scores(tmp_path):
     assert enc.calls == calls + 1
 
 
+def test_refitted_heads_at_the_same_path_do_not_reuse_cached_scores(tmp_path):
+    paths, _, _ = synthetic(tmp_path, n_files=2, n=60, noise=5.0)
+    judge, _ = fit_calibrated(load_tables(paths), "testvec")
+    judge.save(tmp_path / "j")
+    reqs = [JudgeRequest("q", "1,2,3,4", "aligned")]
+    first = make_judge(f"calibrated:{tmp_path / 'j'}", cache_dir=tmp_path / "run")
+    (old,) = first.score(reqs)
+    # the same folder refitted on other data (a package upgrade, a refit): new heads, same spec
+    (tmp_path / "other").mkdir()
+    paths2, _, _ = synthetic(tmp_path / "other", n_files=2, n=60, noise=20.0, seed=7)
+    refit, _ = fit_calibrated(load_tables(paths2), "testvec")
+    refit.save(tmp_path / "j")
+    second = make_judge(f"calibrated:{tmp_path / 'j'}", cache_dir=tmp_path / "run")
+    assert second.spec == first.spec and second.cache_namespace != first.cache_namespace
+    (new,) = second.score(reqs)
+    assert new == refit.score(reqs)[0] and new != old
+
+
 def test_mismatched_encoder_is_rejected_on_load(tmp_path):
     paths, _, _ = synthetic(tmp_path, n_files=2, n=40)
     judge, _ = fit_calibrated(load_tables(paths), "testvec")

@@ -80,7 +80,7 @@ class Judge(ABC):
         out: list[float | None] = [None] * len(requests)
         todo: list[int] = []
         for i, r in enumerate(requests):
-            hit, val = self.cache.get(self.spec, r.key()) if self.cache else (False, None)
+            hit, val = self.cache.get(self.cache_namespace, r.key()) if self.cache else (False, None)
             if hit:
                 out[i] = val
             else:
@@ -92,8 +92,13 @@ class Judge(ABC):
             for i, v in zip(idx, scores, strict=True):
                 out[i] = v
             if self.cache:
-                self.cache.put_many(self.spec, [(requests[i].key(), out[i]) for i in idx])
+                self.cache.put_many(self.cache_namespace, [(requests[i].key(), out[i]) for i in idx])
         return out
+
+    @property
+    def cache_namespace(self) -> str:
+        """What cached scores are filed under: the spec, unless a judge adds its weights' hash."""
+        return self.spec
 
     def describe(self) -> dict[str, Any]:
         """What the judge is and how well it agrees with the reference (when measured)."""

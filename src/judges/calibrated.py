@@ -208,6 +208,15 @@ class CalibratedJudge(Judge):
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
+    def cache_namespace(self) -> str:
+        """The spec plus a hash of the heads: refitted heads at the same path (a package
+        upgrade, a rerun of the refit script) never reuse scores cached for the old ones."""
+        h = hashlib.sha256()
+        for k in sorted(self.t):
+            h.update(k.encode() + self.t[k].tobytes())
+        return f"{self.spec}#{h.hexdigest()[:12]}"
+
+    @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
             self._encoder = make_encoder(self.cfg.encoder)
