@@ -54,7 +54,7 @@ class GenerationSection:
 @dataclass
 class RunConfig:
     seed: int = 0
-    judge: str = "auto"  # auto = a calibrated judge fitted once on the data found; or calibrated:DIR, hf:MODEL, openai:URL#model
+    judge: str = "auto"  # auto = the calibrated judge shipped with the package; or calibrated:DIR, hf:MODEL, openai:URL#model
     dtype: str = "float32"  # weights of both models; bfloat16 on GPUs
     device: str = "auto"  # auto (a CUDA GPU when visible, else CPU), cpu, cuda, cuda:N
     device_map: str | None = None  # "auto": spread each model over all visible GPUs (accelerate)
