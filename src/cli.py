@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "generate", "judge", "report", "capture", "diff", "probe", "mfq", "data", "finetune", "run"]
+_COMMAND_MODULES = ["models", "generate", "judge", "report", "capture", "diff", "probe", "mfq", "data", "finetune", "organisms", "run"]
 
 
 def _register() -> None:
