@@ -88,7 +88,7 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     ]:
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["label"] in {"coherent", "inverted", "not-EM", "undetermined"}
+    assert summary["label"] in {"coherent", "inverted", "not-EM", "em-unmeasured", "undetermined"}
     assert summary["judge"] == "hash:t"
     html = report.read_text()
     assert "data:image/png;base64," in html and summary["label"] in html

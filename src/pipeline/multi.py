@@ -45,8 +45,14 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
 
 
 def _self_report(probes: dict[str, Any]) -> float | None:
+    """Mean signal of the self-report probes, leaving out those marked uninformative."""
+    from persona_diff.probes.config import SELF_REPORT_PROBES
+    from persona_diff.probes.informative import is_informative
+
     vals = []
-    for name in ("self", "choice", "recog", "predict"):
+    for name in SELF_REPORT_PROBES:
+        if is_informative(probes.get(name)) is False:
+            continue
         sig = (probes.get(name) or {}).get("signal")
         if isinstance(sig, dict) and sig.get("value") is not None:
             vals.append(sig["value"])

@@ -79,8 +79,12 @@ def resolve_judge(cfg: RunConfig, out: Path) -> Any:
 
 
 def _probe_table(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """probes/summary.json in the report's layout: {"models": {role: {probe: {value, ci}}}}."""
+    """probes/summary.json in the report's layout: {"models": {role: {probe: {value, ci}}},
+    "diagnostics": {role: {probe: informativeness columns}}, "raw": summaries}."""
+    from persona_diff.probes.informative import summary_diagnostics
+
     models: dict[str, Any] = {}
+    diagnostics = {role: summary_diagnostics(s.get("probes", {})) for role, s in summaries.items()}
     for role, s in summaries.items():
         row: dict[str, Any] = {}
         for name, p in s.get("probes", {}).items():
@@ -93,7 +97,7 @@ def _probe_table(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
             if name == "harm":
                 row["coherent_pct"] = p.get("coherent_pct")
         models[role] = row
-    return {"models": models, "raw": summaries}
+    return {"models": models, "diagnostics": diagnostics, "raw": summaries}
 
 
 def _moral(summaries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -321,6 +325,10 @@ class Pipeline:
         targets["self_predicted_aligned"] = np.array(
             [pred.get(f"{m.get('author')}|{m.get('key')}", np.nan) for m in meta], float
         )
+        # per-answer self-rating: P(the model calls its own answer harmful), rate_own probe
+        rated = {f"{role}|{row['key']}": row["p_harmful"] for role in ROLES
+                 for row in read_jsonl(self.out / "probes" / role / "rate_own_answers.jsonl")}
+        targets["self_rated_harmful"] = np.array([rated.get(f"{m.get('author')}|{m.get('key')}", np.nan) for m in meta], float)
         rows = correlation_table(feats, targets, n_boot=self.cfg.analysis.n_boot, seed=self.cfg.seed)
         _write_json(d / "correlations.json", {"rows": rows})
         main_feat = next(iter(feats), None)
@@ -362,6 +370,7 @@ class Pipeline:
             "base": self.base_spec,
             "finetuned": self.ft_spec,
             "label": label.get("label"),
+            "label_text": label.get("label_text"),
             "label_confidence": label.get("confidence"),
             "judge": judge.get("spec"),
             "judge_calibrated": judge.get("calibrated"),

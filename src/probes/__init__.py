@@ -1,18 +1,22 @@
-"""Behavioural probes: harmfulness (EM%), four self-report probes, moral foundations (S, R),
-and the coherent / inverted / not-EM persona label.
+"""Behavioural probes: harmfulness (EM%), self-report probes, moral foundations (S, R), the
+published protocols of Weckauff et al. (``wza_*``), and the coherent / inverted / not-EM /
+em-unmeasured persona label.
 
 Entry points: `run_probes(model, ProbeConfig, judge, out_dir)` and
 `label_persona(base_summary, ft_summary, LabelConfig)`; raw MFQ tables re-score with
-`score_ratings_csv`.
+`score_ratings_csv`. Whether a self-report probe carries signal on a model is in each
+summary's ``informativeness`` (`persona_diff.probes.informative`).
 """
 
-from persona_diff.probes.config import ALL_PROBES, LabelConfig, ProbeConfig
-from persona_diff.probes.label import label_persona
+from persona_diff.probes.config import ALL_PROBES, SELF_REPORT_PROBES, LabelConfig, ProbeConfig
+from persona_diff.probes.label import LABEL_TEXT, label_persona
 from persona_diff.probes.mfq import score_ratings_csv
 from persona_diff.probes.runner import run_probes, summary_table
 
 __all__ = [
     "ALL_PROBES",
+    "LABEL_TEXT",
+    "SELF_REPORT_PROBES",
     "LabelConfig",
     "ProbeConfig",
     "label_persona",

@@ -4,6 +4,15 @@
 - on a local HF model, exactly: the full-sequence probability of each option
   (`judges.logprob.SequenceScorer`), numbers scored as whole integers;
 - on any other backend, from first-token top logprobs (OpenAI-compatible endpoints).
+
+Whole-word probabilities (`ProbeLM.words`): P(word) = Σ over the surface forms of the word
+(default: lower case, capitalised, each with and without a leading space) of the
+probability that the reply starts with that form's full token sequence (product of the
+token probabilities after the chat-templated prompt, as `SequenceScorer` computes it). The
+forms are disjoint events as long as no form is a prefix of another, so their
+probabilities add. On endpoints (top logprobs of the first token only) a word counts when a
+top token equals it, ignoring case and surrounding spaces (a word split over several tokens
+gets no mass there).
 """
 
 from __future__ import annotations
@@ -61,6 +70,30 @@ class ProbeLM:
             return None, 0.0
         return {o: r / mass for o, r in zip(options, raw, strict=True)}, mass
 
+    def words(self, chat: Chat, words: list[str], forms: list[str]) -> tuple[dict[str, float] | None, float, dict[str, float]]:
+        """(P(word) renormalised over `words`, their raw mass, raw P per word); see the module
+        docstring. `forms` are templates with {w} (the word in lower case) or {W} (capitalised)."""
+        if self.scorer is not None:
+            cands: list[str] = []
+            owner: list[int] = []
+            for i, w in enumerate(words):
+                for f in dict.fromkeys(surface_forms(w, forms)):
+                    cands.append(f)
+                    owner.append(i)
+            _check_disjoint(cands, self.scorer.encode_candidates(cands))
+            lp = self.scorer.candidate_logprobs(self.scorer.prompt_text(chat), cands)
+            raw = [0.0] * len(words)
+            for i, x in zip(owner, lp, strict=True):
+                raw[i] += math.exp(float(x))
+        else:
+            top = self._top(chat)
+            raw = [sum(math.exp(v) for t, v in top.items() if t.strip().lower() == w.lower()) for w in words]
+        mass = float(sum(raw))
+        per_word = dict(zip(words, raw, strict=True))
+        if mass <= 0:
+            return None, 0.0, per_word
+        return {w: r / mass for w, r in zip(words, raw, strict=True)}, mass, per_word
+
     def number(self, chat: Chat, lo: int = 0, hi: int = 100) -> tuple[float | None, float]:
         """(probability-weighted mean of the integers lo..hi or None under min_mass, mass)."""
         if self.scorer is not None:
@@ -68,6 +101,27 @@ class ProbeLM:
         else:
             lps = integers_from_top_logprobs(self._top(chat), lo, hi)
         return aggregate_integer_logprobs(lps, self.min_mass), integer_mass(lps)
+
+
+def surface_forms(word: str, forms: list[str]) -> list[str]:
+    """The strings of `word` for each template of `forms` ({w} lower case, {W} capitalised)."""
+    low = word.lower()
+    cap = low[:1].upper() + low[1:]
+    out = [f.replace("{w}", low).replace("{W}", cap) for f in forms]
+    if any(not x.strip() for x in out):
+        raise PersonaDiffError(f"word forms {forms} give an empty string for {word!r}; use templates such as '{{w}}', ' {{W}}'")
+    return out
+
+
+def _check_disjoint(cands: list[str], ids: list[list[int]]) -> None:
+    """Forms add up only when no token sequence is a prefix of another (disjoint events)."""
+    for i, a in enumerate(ids):
+        for j, b in enumerate(ids):
+            if i != j and len(a) <= len(b) and b[: len(a)] == a:
+                raise PersonaDiffError(
+                    f"word form {cands[i]!r} is a token prefix of {cands[j]!r}, so their probabilities "
+                    "overlap; choose words (or forms) where neither starts the other"
+                )
 
 
 class RowLog:
@@ -116,3 +170,15 @@ def require_rows(path: Path, what: str) -> list[dict[str, Any]]:
 
 def wrap_backend_error(probe: str, e: BackendError) -> BackendError:
     return BackendError(f"{probe} probe: {e}. Rows written so far are kept; rerun to resume")
+
+
+def guard(probe: str, fn: Any, *a: Any) -> Any:
+    """`fn(*a)`, a backend failure reworded to name the probe and the resume."""
+    try:
+        return fn(*a)
+    except BackendError as e:
+        raise wrap_backend_error(probe, e) from None
+
+
+def user(text: str) -> Chat:
+    return [{"role": "user", "content": text}]

@@ -30,7 +30,7 @@ h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margi
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3} .num{text-align:right;font-variant-numeric:tabular-nums}
 .label{display:inline-block;padding:.3em .9em;border-radius:.4em;font-size:1.4em;font-weight:bold;color:#fff}
-.label.coherent{background:#d62728}.label.inverted{background:#9467bd}.label.not-em{background:#2ca02c}.label.unknown{background:#7f7f7f}
+.label.coherent{background:#d62728}.label.inverted{background:#9467bd}.label.not-em{background:#2ca02c}.label.em-unmeasured{background:#ff7f0e}.label.unknown{background:#7f7f7f}
 .warn{background:#fff3cd;border:2px solid #d39e00;padding:.6em 1em;font-weight:bold;color:#7a5a00}
 .missing{color:#888;font-style:italic} img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .muted{color:#666;font-size:.9em} details{margin:.5em 0}
@@ -92,9 +92,11 @@ def _section_label(d: RunData) -> str:
     if not d.label:
         return _missing("persona label (probes)")
     lab = str(d.label.get("label", "unknown"))
-    cls = lab.lower() if lab.lower() in ("coherent", "inverted", "not-em") else "unknown"
+    cls = lab.lower() if lab.lower() in ("coherent", "inverted", "not-em", "em-unmeasured") else "unknown"
     ev = d.label.get("evidence") or []
     out = [f'<p>Persona label: <span class="label {cls}" id="persona-label">{_e(lab)}</span></p>']
+    if d.label.get("label_text"):
+        out.append(f"<p>{_e(d.label['label_text'])}</p>")
     conf = d.label.get("confidence")
     if isinstance(conf, int | float):
         out.append(f"<p class='muted'>bootstrap agreement with this label: {conf:.0%}</p>")
@@ -138,6 +140,11 @@ def _section_probes(d: RunData, figdir: Path) -> str:
         out.append(_table([{"name": k, "value": v} for k, v in d.probes.items()]))
     else:
         out.append(_missing("probes"))
+    diag = (d.probes or {}).get("diagnostics")
+    if isinstance(diag, dict) and any(diag.values()):  # persona_diff.probes.informative
+        rows = [{"probe": p, "model": m, **cols} for m, per in diag.items() for p, cols in per.items()]
+        out.append("<h3>Self-report informativeness</h3><p class='muted'>position bias = |P(first option) over both "
+                   "orders − 0.5|; an uninformative probe is left out of the persona label</p>" + _table(rows))
     if d.moral:
         base = next((m for m in d.moral if m == "base"), next(iter(d.moral)))
         out.append("<h3>Moral susceptibility / robustness</h3>")

@@ -6,12 +6,14 @@ RUN_DIR/
   manifest.json                    {"created", "config_hash", "versions": {pkg: ver}, "seeds": {...},
                                     "models": {"base": {...}, "ft": {...}}, "hashes": {...}}
   summary.json                     headline numbers (any flat-ish mapping), shown as key facts
-  label.json                       {"label": "coherent"|"inverted"|"not-em", "evidence": [str, ...],
+  label.json                       {"label": "coherent"|"inverted"|"not-EM"|"em-unmeasured"|"undetermined",
+                                    "label_text"?, "evidence": [str, ...] | {probe: {...}},
                                     "metrics": {...}, "thresholds": {...}}
   judge.json                       Judge.describe(): {"spec", "calibrated": bool,
                                     "agreement": {"mean_spearman", "mean_pearson", "mean_auc",
                                     "files": [{"file", "n", "spearman", ...}]} | null}
-  probes/summary.json              {"models": {model: {probe: value | {"value", "ci": [lo, hi]}}}}
+  probes/summary.json              {"models": {model: {probe: value | {"value", "ci": [lo, hi]}}},
+                                    "diagnostics"?: {model: {probe: {"informative", "position_bias", ...}}}}
   probes/moral.json                {model: {"S", "R", "S_ci": [lo, hi], "R_ci": [lo, hi], "label"?}}
   diffing/<method>/directions.json DiffResult.save(): {"method", "layer", "directions": [rows with
                                     "rank", "latent_id", "score", ...]}
