@@ -149,3 +149,24 @@ def test_plots_write_png_and_svg(tmp_path):
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in p.read_bytes()[:2000] or head.startswith(b"<?xml")
         assert p.stat().st_size > 1000
+
+
+def test_every_label_value_sorts_and_colours(tmp_path):
+    """Each value `label_persona` can write has its own place in the table and its own colour."""
+    import inspect
+
+    from persona_diff.analysis.plots import LABEL_COLOURS
+    from persona_diff.probes import label as label_mod
+
+    written = set(label_mod.LABEL_TEXT) - {"undetermined"}
+    assert written <= set(LABEL_COLOURS), written - set(LABEL_COLOURS)
+    assert '"not-EM"' in inspect.getsource(label_mod)
+    recs = [
+        ModelRecord("z-not", "not-EM", 0.0, 1.0, 0.1),
+        ModelRecord("a-coh", "coherent", 1.0, 30.0, 0.8),
+        ModelRecord("m-unm", "em-unmeasured", 0.5, 25.0, None),
+        ModelRecord("b", "base", 0.0, 1.0, 0.1),
+        ModelRecord("i-inv", "inverted", 1.0, 30.0, 0.2),
+        ModelRecord("q-odd", "something-else", 0.0, 0.0, 0.0),
+    ]
+    assert [r["name"] for r in model_table(recs)] == ["b", "a-coh", "i-inv", "m-unm", "z-not", "q-odd"]

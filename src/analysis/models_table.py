@@ -21,7 +21,7 @@ from persona_diff.analysis.correlation import correlate
 @dataclass
 class ModelRecord:
     name: str
-    label: str  # coherent | inverted | not-em | base | control
+    label: str  # a `label_persona` value (coherent | inverted | em-unmeasured | not-EM | undetermined), or base | control
     feature_shift: float | None  # finetuning shift along the persona direction
     em_pct: float | None
     self_report: float | None  # self-reported misalignment in [0, 1] (higher = says misaligned)
@@ -34,7 +34,7 @@ QUANTITIES = ("feature_shift", "em_pct", "self_report")
 
 def model_table(records: list[ModelRecord]) -> list[dict[str, Any]]:
     """Rows sorted by label then name (JSON-ready)."""
-    order = {"base": 0, "coherent": 1, "inverted": 2, "not-em": 3, "control": 4}
+    order = {"base": 0, "coherent": 1, "inverted": 2, "em-unmeasured": 3, "not-EM": 4, "control": 5}
     return [
         {**{k: v for k, v in asdict(r).items() if k != "extra"}, **r.extra}
         for r in sorted(records, key=lambda r: (order.get(r.label, 9), r.name))

@@ -15,10 +15,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# keyed by the label values `persona_diff.probes.label.label_persona` writes
 LABEL_COLOURS = {
     "coherent": "#d62728",
     "inverted": "#9467bd",
-    "not-em": "#2ca02c",
+    "em-unmeasured": "#ff7f0e",
+    "not-EM": "#2ca02c",
     "base": "#1f77b4",
     "control": "#7f7f7f",
 }
