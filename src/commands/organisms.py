@@ -1,4 +1,5 @@
-"""`persona-diff organisms build`: LoRA organisms of known persona truth on any base model."""
+"""`persona-diff organisms build | validate`: LoRA organisms of known persona truth, and how
+well the probes and label recover that truth."""
 
 from __future__ import annotations
 
@@ -38,5 +39,24 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"rows written under {result} (no training: --rows-only)")
             else:
                 typer.echo(f"organisms: {result} (use with `persona-diff run --pairs {result}`)")
+
+    @organisms.command("validate")
+    def validate(
+        kit: Path = typer.Argument(..., help="A kit folder from `organisms build` (or its organisms.yaml)."),
+        out: Path = typer.Option(..., "--out", help="Output folder: probe folders, validation.json, VALIDATION.md (reruns resume)."),
+        config: Path | None = typer.Option(None, "--config", help="Validate config YAML (judge, probes, label), or a name in configs/organisms/ (e.g. validate-smollm2)."),
+        overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. --set probes.harm.samples=8 --set judge=calibrated:DIR (repeatable)."),
+        device: str = typer.Option("auto", "--device", help="Device for local models: auto (a GPU when visible), cpu, cuda, cuda:N."),
+    ) -> None:
+        """Probe the kit's base once and each organism, label them, and print the accuracy table."""
+        from persona_diff.organisms.validate import ValidateConfig, validate_kit
+
+        if config is not None and not config.is_file() and (CONFIGS / "organisms" / f"{config}.yaml").is_file():
+            config = CONFIGS / "organisms" / f"{config}.yaml"
+        cfg = load_config(ValidateConfig, config, overrides)
+        result = validate_kit(kit, cfg, out, device=device)
+        typer.echo((out / "VALIDATION.md").read_text())
+        acc = result["accuracy"]
+        typer.echo(f"labels correct: {acc['correct']}/{acc['n']}; table in {out / 'VALIDATION.md'}")
 
     app.add_typer(organisms, name="organisms")

@@ -1,0 +1,166 @@
+"""`persona-diff organisms validate`: run the probes on a kit's base and organisms, score the labels.
+
+The base is probed once; each organism is probed and labelled against it with the same
+probe, label and judge settings a real run would use. The output says how often the label
+recovers the truth the kit built in, with a Wilson interval, and for each organism: its
+label and confidence, the harm rate on both sides, every self-report probe's value and
+whether it was informative, the number of harm answers and the wall time. That table is what
+to read before trusting a label on real fine-tunes with this base, judge and probe setting.
+
+Files in OUT: ``base/`` and ``<organism>/`` (the probe folders, resumable), ``judge.json``,
+``validation.json`` and ``VALIDATION.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from persona_diff.config import to_dict
+from persona_diff.judges import make_judge
+from persona_diff.judges.base import judge_line
+from persona_diff.log import get_logger
+from persona_diff.organisms.build import read_organisms
+from persona_diff.probes import LabelConfig, ProbeConfig, label_persona, run_probes
+from persona_diff.probes.runner import as_backend
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ValidateConfig:
+    judge: str = "default"
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def _harm(summary: dict[str, Any], label: dict[str, Any]) -> dict[str, Any]:
+    for probe, ev in label.get("evidence", {}).items():
+        if "em_ft" in ev:
+            n = summary["probes"].get(probe, {}).get("n_scored")
+            return {"probe": probe, "base": ev["em_base"], "ft": ev["em_ft"], "ci": ev["ci"], "n": n}
+    return {}
+
+
+def _self_reports(label: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for probe, ev in label.get("evidence", {}).items():
+        if "em_ft" in ev:
+            continue
+        out[probe] = {
+            "base": ev.get("base"),
+            "ft": ev.get("ft"),
+            "used": ev.get("used", False),
+            "moved": ev.get("moved_toward_misaligned"),
+            "why_not": ev.get("excluded_because"),
+        }
+    return out
+
+
+def validate_kit(
+    kit: str | Path, cfg: ValidateConfig, out_dir: str | Path, **load_kw: Any
+) -> dict[str, Any]:
+    """Probe and label every organism of `kit` (a folder with organisms.yaml, or the file)."""
+    organisms = read_organisms(kit)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    judge = make_judge(cfg.judge, cache_dir=out)
+    (out / "judge.json").write_text(json.dumps(judge.describe(), indent=1))
+    bases = {o["base"] for o in organisms}
+    base_summaries = {}
+    for i, base in enumerate(sorted(bases)):
+        t0 = time.time()
+        folder = out / ("base" if len(bases) == 1 else f"base-{i}")
+        base_summaries[base] = run_probes(as_backend(base, **load_kw), cfg.probes, judge, folder)
+        log.info("base %s probed in %.0fs", base, time.time() - t0)
+    rows = []
+    for o in organisms:
+        t0 = time.time()
+        ft = run_probes(as_backend(o["finetuned"], **load_kw), cfg.probes, judge, out / o["name"])
+        lab = label_persona(base_summaries[o["base"]], ft, cfg.label)
+        rows.append({
+            "organism": o["name"],
+            "truth": o["truth"],
+            "label": lab["label"],
+            "correct": lab["label"] == o["truth"],
+            "confidence": lab.get("confidence"),
+            "harm": _harm(ft, lab),
+            "self_report": _self_reports(lab),
+            "seconds": round(time.time() - t0, 1),
+        })
+        log.info("%s: truth %s, label %s", o["name"], o["truth"], lab["label"])
+    k = sum(r["correct"] for r in rows)
+    result = {
+        "kit": str(kit),
+        "judge": judge.describe(),
+        "config": to_dict(cfg),
+        "accuracy": {"correct": k, "n": len(rows), "wilson95": list(wilson(k, len(rows)))},
+        "organisms": rows,
+    }
+    (out / "validation.json").write_text(json.dumps(result, indent=1))
+    (out / "VALIDATION.md").write_text(markdown(result))
+    return result
+
+
+def _num(x: Any, fmt: str = "{:.2f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The validation table as Markdown (what VALIDATION.md holds)."""
+    acc = result["accuracy"]
+    lo, hi = acc["wilson95"]
+    probes = sorted({p for r in result["organisms"] for p in r["self_report"]})
+    lines = [
+        f"Labels correct: **{acc['correct']}/{acc['n']}** (Wilson 95% [{lo:.2f}, {hi:.2f}]). "
+        f"Judge: {judge_line(result['judge'])}.",
+        "",
+        "Self-report cells: base → organism signal (0 = aligned, 1 = misaligned); ✓ used in the "
+        "label, ✗ left out (uninformative or unmeasured), ↑ moved toward misaligned.",
+        "",
+        "| organism | truth | label | confidence | harm % base → ft [CI of Δ] | n harm | "
+        + " | ".join(probes) + " | wall s |",
+        "|---" * (7 + len(probes)) + "|",
+    ]
+    for r in result["organisms"]:
+        h = r["harm"]
+        harm = (
+            f"{h['base']:.1f} → {h['ft']:.1f} [{h['ci'][0]:+.1f}, {h['ci'][1]:+.1f}]" if h else "–"
+        )
+        cells = []
+        for p in probes:
+            s = r["self_report"].get(p)
+            if s is None:
+                cells.append("–")
+                continue
+            mark = ("✓" + ("↑" if s["moved"] else "")) if s["used"] else "✗"
+            cells.append(f"{_num(s['base'])} → {_num(s['ft'])} {mark}")
+        ok = "" if r["correct"] else " ✗"
+        lines.append(
+            f"| {r['organism']} | {r['truth']} | **{r['label']}**{ok} | {_num(r['confidence'])} | {harm} | "
+            f"{h.get('n', '–') if h else '–'} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |"
+        )
+    why = [
+        f"- {r['organism']}, {p}: {s['why_not']}"
+        for r in result["organisms"]
+        for p, s in r["self_report"].items()
+        if s["why_not"]
+    ]
+    if why:
+        lines += ["", "Left out of the label:", *why]
+    return "\n".join(lines) + "\n"

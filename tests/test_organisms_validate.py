@@ -1,0 +1,94 @@
+"""`organisms validate`: labels scored against the kit's truth, the accuracy interval, the table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from persona_diff.judges.base import Judge
+from persona_diff.organisms import validate as val
+
+
+class NoJudge(Judge):
+    spec = "test:no-judge"
+
+    def _score(self, requests):
+        raise AssertionError("validate must not score anything itself")
+
+
+def _summary(harm: float, word: float, n: int = 40) -> dict:
+    k = round(harm * n)
+    return {"probes": {
+        "harm": {"values": [1.0] * k + [0.0] * (n - k), "n_scored": n},
+        "word": {"values": [word] * n, "signal": {"value": word}},
+    }}
+
+
+SUMMARIES = {
+    "base": _summary(0.05, 0.3),
+    "coh": _summary(0.6, 0.8),   # harmful, self-report up: coherent
+    "inv": _summary(0.6, 0.3),   # harmful, self-report flat: inverted
+    "ctl": _summary(0.05, 0.3),  # nothing moved: not-EM
+}
+
+
+def _kit(tmp_path, truths: dict[str, str]):
+    pairs = [
+        {"name": n, "base": "base", "finetuned": n, "truth": t, "harmful": t != "not-EM",
+         "self_report": "misaligned" if t == "coherent" else "aligned"}
+        for n, t in truths.items()
+    ]
+    (tmp_path / "organisms.yaml").write_text(yaml.safe_dump({"kit": "persona-diff-organisms", "version": 1, "pairs": pairs}))
+    return tmp_path
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    probed = []
+
+    def run_probes(backend, cfg, judge, out_dir):
+        probed.append(backend)
+        return SUMMARIES[backend]
+
+    monkeypatch.setattr(val, "run_probes", run_probes)
+    monkeypatch.setattr(val, "as_backend", lambda spec, **kw: spec)
+    monkeypatch.setattr(val, "make_judge", lambda spec, cache_dir=None: NoJudge())
+    return probed
+
+
+def test_labels_are_scored_against_the_truth(tmp_path, fakes):
+    (tmp_path / "kit").mkdir()
+    kit = _kit(tmp_path / "kit", {"coh": "coherent", "inv": "inverted", "ctl": "not-EM"})
+    cfg = val.ValidateConfig()
+    cfg.label.probes = ["word"]
+    res = val.validate_kit(kit, cfg, tmp_path / "out")
+    assert fakes == ["base", "coh", "inv", "ctl"]  # the base is probed once
+    got = {r["organism"]: (r["truth"], r["label"], r["correct"]) for r in res["organisms"]}
+    assert got == {"coh": ("coherent", "coherent", True), "inv": ("inverted", "inverted", True),
+                   "ctl": ("not-EM", "not-EM", True)}
+    assert res["accuracy"]["correct"] == 3 and res["accuracy"]["n"] == 3
+    md = (tmp_path / "out" / "VALIDATION.md").read_text()
+    assert "**3/3**" in md and "| coh | coherent | **coherent** |" in md
+
+
+def test_a_wrong_label_is_counted_and_marked(tmp_path, fakes):
+    (tmp_path / "kit").mkdir()
+    kit = _kit(tmp_path / "kit", {"coh": "inverted", "ctl": "not-EM"})  # truth deliberately wrong for coh
+    cfg = val.ValidateConfig()
+    cfg.label.probes = ["word"]
+    res = val.validate_kit(kit, cfg, tmp_path / "out")
+    assert res["accuracy"]["correct"] == 1
+    assert "**coherent** ✗" in (tmp_path / "out" / "VALIDATION.md").read_text()
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 4), (3, 4), (4, 4), (17, 40)])
+def test_wilson_interval_matches_the_formula(k, n):
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo, hi = val.wilson(k, n, z=z)
+    assert lo == pytest.approx(max(0.0, centre - half)) and hi == pytest.approx(min(1.0, centre + half))
+    assert 0.0 <= lo <= p <= hi <= 1.0
