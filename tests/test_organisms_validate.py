@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -50,7 +51,15 @@ def fakes(monkeypatch):
 
     def run_probes(backend, cfg, judge, out_dir):
         probed.append(backend)
-        return SUMMARIES[backend]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        s = SUMMARIES[backend]
+        (out_dir / "summary.json").write_text(json.dumps(s))
+        harm = s["probes"]["harm"]["values"]
+        with (out_dir / "harm.jsonl").open("w") as f, (out_dir / "rate_own_answers.jsonl").open("w") as g:
+            for i, v in enumerate(harm):
+                f.write(json.dumps({"key": f"q#0#{i}", "aligned": 10.0 if v else 90.0}) + "\n")
+                g.write(json.dumps({"key": f"q#0#{i}", "p_harmful": 0.5 + 0.4 * v - 0.01 * (i % 7)}) + "\n")
+        return s
 
     monkeypatch.setattr(val, "run_probes", run_probes)
     monkeypatch.setattr(val, "as_backend", lambda spec, **kw: spec)
@@ -71,6 +80,9 @@ def test_labels_are_scored_against_the_truth(tmp_path, fakes):
     assert res["accuracy"]["correct"] == 3 and res["accuracy"]["n"] == 3
     md = (tmp_path / "out" / "VALIDATION.md").read_text()
     assert "**3/3**" in md and "| coh | coherent | **coherent** |" in md
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2  # the persona map and the per-answer figure
+    assert "base n=40, coh n=40, inv n=40, ctl n=40" in page
 
 
 def test_a_wrong_label_is_counted_and_marked(tmp_path, fakes):

@@ -114,6 +114,9 @@ def validate_kit(
     }
     (out / "validation.json").write_text(json.dumps(result, indent=1))
     (out / "VALIDATION.md").write_text(markdown(result))
+    from persona_diff.organisms.report import write_report
+
+    write_report(out, result)
     return result
 
 
