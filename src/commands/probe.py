@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         probes: str | None = typer.Option(None, "--probes", help="Comma list from harm,self,choice,recog,predict,mfq (default: the config's, all)."),
         questions: Path | None = typer.Option(None, "--questions", help="Questions file (Betley YAML, plain list or JSONL); default: the project's set."),
         judge: str = typer.Option(DEFAULT_JUDGE, "--judge", help="Judge spec: default (embedded calibrated judge), calibrated:DIR, hf:MODEL (local logprob judge) or openai:URL#model."),
-        samples: int | None = typer.Option(None, "--samples", help="Answers per question for the harm probe."),
+        samples: int | None = typer.Option(None, "--samples", help="Answers per question for the harm probe (with --set harm.adaptive.enabled=true and --base: chosen by the data, see harm.adaptive)."),
         max_questions: int | None = typer.Option(None, "--max-questions", help="Use only the first N questions (0 = all)."),
         config: Path | None = typer.Option(None, "--config", help="Probe config YAML (see configs/probes/)."),
         override: list[str] = typer.Option([], "--set", help="Config override key=value, repeatable (e.g. --set mfq.repeats=10)."),
@@ -40,10 +40,12 @@ def register(app: typer.Typer) -> None:
         from persona_diff.probes import (
             LabelConfig,
             ProbeConfig,
+            adaptive_harm,
             label_persona,
             run_probes,
             summary_table,
         )
+        from persona_diff.probes.adaptive import with_samples
         from persona_diff.probes.runner import as_backend
 
         over = list(override)
@@ -60,16 +62,30 @@ def register(app: typer.Typer) -> None:
         j = make_judge(judge, cache_dir=out)
         typer.echo(f"judge: {judge_line(j.describe())}")
         load_kw = {"device": device, "device_map": device_map, "dtype": dtype}
+        label_cfg = LabelConfig()
         results = {}
+        ft_cfg, base_cfg, record = cfg, cfg, None
+        adaptive = cfg.harm.adaptive.enabled and base is not None and "harm" in cfg.probes
+        if cfg.harm.adaptive.enabled and not adaptive:
+            typer.echo("warning: harm.adaptive needs --base and the harm probe; using harm.samples", err=True)
+        ft_backend = None
         if base is not None:
-            results["base"] = run_probes(as_backend(base, **load_kw), cfg, j, out / "base")
+            base_backend = as_backend(base, **load_kw)
+            if adaptive:  # both models held: the rounds alternate between them
+                ft_backend = as_backend(model, **load_kw)
+                ft_cfg, record = adaptive_harm(base_backend, ft_backend, cfg, label_cfg, j, out / "base", out / "ft")
+                base_cfg = with_samples(cfg, record["base_samples"])
+                typer.echo(f"adaptive harm: {record['samples']} samples per question "
+                           f"(stopped: {record['stopped_because']}, {len(record['rounds'])} rounds)")
+            results["base"] = run_probes(base_backend, base_cfg, j, out / "base")
+            del base_backend  # freed before the fine-tune loads (when not held for adaptive rounds)
             _table(f"base: {base}", summary_table(results["base"]))
         if base is not None and "recog" in cfg.probes and cfg.recog.other_answers is None:
-            cfg.recog.other_answers = str(out / "base" / "harm.jsonl")  # another model's answers as foils
-        results["ft"] = run_probes(as_backend(model, **load_kw), cfg, j, out / "ft")
+            ft_cfg.recog.other_answers = str(out / "base" / "harm.jsonl")  # another model's answers as foils
+        results["ft"] = run_probes(ft_backend if ft_backend is not None else as_backend(model, **load_kw), ft_cfg, j, out / "ft")
         _table(f"model: {model}", summary_table(results["ft"]))
         if base is not None:
-            lab = label_persona(results["base"], results["ft"], LabelConfig())
+            lab = label_persona(results["base"], results["ft"], label_cfg, adaptive=record)
             (out / "label.json").write_text(json.dumps(lab, indent=1))
             conf = "n/a" if lab["confidence"] is None else f"{lab['confidence']:.2f}"
             typer.echo(f"label: {lab['label']} (confidence {conf}; self-report moved {lab.get('self_report_moved', '-')})")

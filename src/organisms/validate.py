@@ -1,11 +1,14 @@
 """`persona-diff organisms validate`: run the probes on a kit's base and organisms, score the labels.
 
 The base is probed once; each organism is probed and labelled against it with the same
-probe, label and judge settings a real run would use. The output says how often the label
-recovers the truth the kit built in, with a Wilson interval, and for each organism: its
-label and confidence, the harm rate on both sides, every self-report probe's value and
-whether it was informative, the number of harm answers and the wall time. That table is what
-to read before trusting a label on real fine-tunes with this base, judge and probe setting.
+probe, label and judge settings a real run would use. With ``probes.harm.adaptive.enabled``
+each organism's harm samples are chosen by the data against its base (the base's samples
+grow to the largest any organism needed; it is probed once, after its organisms, at that
+n). The output says how often the label recovers the truth the kit built in, with a Wilson
+interval, and for each organism: its label and confidence, the harm rate on both sides,
+every self-report probe's value and whether it was informative, the number of harm answers
+(and, adaptive, why sampling stopped) and the wall time. That table is what to read before
+trusting a label on real fine-tunes with this base, judge and probe setting.
 
 Files in OUT: ``base/`` and ``<organism>/`` (the probe folders, resumable), ``judge.json``,
 ``validation.json`` and ``VALIDATION.md``.
@@ -22,10 +25,11 @@ from typing import Any
 
 from persona_diff.config import to_dict
 from persona_diff.judges import make_judge
-from persona_diff.judges.base import judge_line
+from persona_diff.judges.base import Judge, judge_line
 from persona_diff.log import get_logger
 from persona_diff.organisms.build import read_organisms
 from persona_diff.probes import LabelConfig, ProbeConfig, label_persona, run_probes
+from persona_diff.probes.adaptive import adaptive_harm, with_samples
 from persona_diff.probes.runner import as_backend
 
 log = get_logger(__name__)
@@ -72,6 +76,36 @@ def _self_reports(label: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _adaptive_group(
+    base: str,
+    organisms: list[dict[str, Any]],
+    cfg: ValidateConfig,
+    judge: Judge,
+    base_dir: Path,
+    out: Path,
+    base_summaries: dict[str, dict[str, Any]],
+    probed: dict[str, tuple[dict[str, Any], dict[str, Any] | None, float]],
+    load_kw: dict[str, Any],
+) -> None:
+    """One base and its organisms with `harm.adaptive` on: each organism's harm is sampled
+    against the base until decided (`adaptive_harm`), the base's samples only growing (the
+    max so far); then the organism is probed at its n and, after the last one, the base once
+    at the largest n. The base is held throughout; one organism at a time beside it."""
+    bb = as_backend(base, **load_kw)
+    n_base = 0
+    for o in organisms:
+        t0 = time.time()
+        fb = as_backend(o["finetuned"], **load_kw)
+        ft_cfg, rec = adaptive_harm(bb, fb, cfg.probes, cfg.label, judge, base_dir, out / o["name"], base_samples=n_base)
+        n_base = rec["base_samples"]
+        log.info("%s: %d harm samples per question (base %d), %s", o["name"], rec["samples"], n_base, rec["stopped_because"])
+        probed[o["name"]] = (run_probes(fb, ft_cfg, judge, out / o["name"]), rec, time.time() - t0)
+        del fb
+    t0 = time.time()
+    base_summaries[base] = run_probes(bb, with_samples(cfg.probes, n_base), judge, base_dir)
+    log.info("base %s probed in %.0fs (%d harm samples per question)", base, time.time() - t0, n_base)
+
+
 def validate_kit(
     kit: str | Path, cfg: ValidateConfig, out_dir: str | Path, **load_kw: Any
 ) -> dict[str, Any]:
@@ -81,19 +115,29 @@ def validate_kit(
     out.mkdir(parents=True, exist_ok=True)
     judge = make_judge(cfg.judge, cache_dir=out)
     (out / "judge.json").write_text(json.dumps(judge.describe(), indent=1))
-    bases = {o["base"] for o in organisms}
-    base_summaries = {}
-    for i, base in enumerate(sorted(bases)):
-        t0 = time.time()
-        folder = out / ("base" if len(bases) == 1 else f"base-{i}")
-        base_summaries[base] = run_probes(as_backend(base, **load_kw), cfg.probes, judge, folder)
-        log.info("base %s probed in %.0fs", base, time.time() - t0)
+    bases = sorted({o["base"] for o in organisms})
+    folders = {b: out / ("base" if len(bases) == 1 else f"base-{i}") for i, b in enumerate(bases)}
+    base_summaries: dict[str, dict[str, Any]] = {}
+    probed: dict[str, tuple[dict[str, Any], dict[str, Any] | None, float]] = {}  # organism → (summary, record, s)
+    if cfg.probes.harm.adaptive.enabled and "harm" in cfg.probes.probes:
+        for base in bases:
+            _adaptive_group(base, [o for o in organisms if o["base"] == base], cfg, judge, folders[base], out,
+                            base_summaries, probed, load_kw)
+    else:
+        for base in bases:
+            t0 = time.time()
+            base_summaries[base] = run_probes(as_backend(base, **load_kw), cfg.probes, judge, folders[base])
+            log.info("base %s probed in %.0fs", base, time.time() - t0)
+        for o in organisms:
+            t0 = time.time()
+            ft = run_probes(as_backend(o["finetuned"], **load_kw), cfg.probes, judge, out / o["name"])
+            probed[o["name"]] = (ft, None, time.time() - t0)
     rows = []
     for o in organisms:
         t0 = time.time()
-        ft = run_probes(as_backend(o["finetuned"], **load_kw), cfg.probes, judge, out / o["name"])
-        lab = label_persona(base_summaries[o["base"]], ft, cfg.label)
-        rows.append({
+        ft, rec, secs = probed[o["name"]]
+        lab = label_persona(base_summaries[o["base"]], ft, cfg.label, adaptive=rec)
+        row = {
             "organism": o["name"],
             "truth": o["truth"],
             "label": lab["label"],
@@ -101,8 +145,12 @@ def validate_kit(
             "confidence": lab.get("confidence"),
             "harm": _harm(ft, lab),
             "self_report": _self_reports(lab),
-            "seconds": round(time.time() - t0, 1),
-        })
+            "seconds": round(secs + time.time() - t0, 1),
+        }
+        if rec is not None and row["harm"]:
+            row["harm"]["adaptive"] = {k: rec[k] for k in ("samples", "base_samples", "stopped_because")}
+            row["harm"]["adaptive"]["rounds"] = len(rec["rounds"])
+        rows.append(row)
         log.info("%s: truth %s, label %s", o["name"], o["truth"], lab["label"])
     k = sum(r["correct"] for r in rows)
     result = {
@@ -122,6 +170,14 @@ def validate_kit(
 
 def _num(x: Any, fmt: str = "{:.2f}") -> str:
     return "–" if x is None else fmt.format(x)
+
+
+def _n_harm(h: dict[str, Any]) -> str:
+    """The n harm cell: scored answers of the organism, and why adaptive sampling stopped."""
+    if not h:
+        return "–"
+    ad = h.get("adaptive")
+    return str(h.get("n", "–")) + (f" ({ad['stopped_because']}, {ad['samples']}/q)" if ad else "")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -156,7 +212,7 @@ def markdown(result: dict[str, Any]) -> str:
         ok = "" if r["correct"] else " ✗"
         lines.append(
             f"| {r['organism']} | {r['truth']} | **{r['label']}**{ok} | {_num(r['confidence'])} | {harm} | "
-            f"{h.get('n', '–') if h else '–'} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |"
+            f"{_n_harm(h)} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |"
         )
     why = [
         f"- {r['organism']}, {p}: {s['why_not']}"

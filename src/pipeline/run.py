@@ -175,6 +175,9 @@ class Pipeline:
         from persona_diff.probes import run_probes
 
         out = {}
+        if self.cfg.probes.harm.adaptive.enabled:
+            log.warning("probes.harm.adaptive is not used by `persona-diff run` (it probes one model at a time): "
+                        "harm.samples=%d; use `persona-diff probe --base` for adaptive sampling", self.cfg.probes.harm.samples)
         for role, make in self._probe_backends():
             lm = make()
             log.info("probes on the %s model (%s)", role, lm.name)

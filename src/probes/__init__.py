@@ -3,11 +3,13 @@ published protocols of Weckauff et al. (``wza_*``), and the coherent / inverted 
 em-unmeasured persona label.
 
 Entry points: `run_probes(model, ProbeConfig, judge, out_dir)` and
-`label_persona(base_summary, ft_summary, LabelConfig)`; raw MFQ tables re-score with
+`label_persona(base_summary, ft_summary, LabelConfig)`; `adaptive_harm` chooses the harm
+samples per question from the data before both are probed; raw MFQ tables re-score with
 `score_ratings_csv`. Whether a self-report probe carries signal on a model is in each
 summary's ``informativeness`` (`persona_diff.probes.informative`).
 """
 
+from persona_diff.probes.adaptive import adaptive_harm
 from persona_diff.probes.config import ALL_PROBES, SELF_REPORT_PROBES, LabelConfig, ProbeConfig
 from persona_diff.probes.label import LABEL_TEXT, label_persona
 from persona_diff.probes.mfq import score_ratings_csv
@@ -19,6 +21,7 @@ __all__ = [
     "SELF_REPORT_PROBES",
     "LabelConfig",
     "ProbeConfig",
+    "adaptive_harm",
     "label_persona",
     "run_probes",
     "score_ratings_csv",

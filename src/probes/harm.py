@@ -1,7 +1,9 @@
 """Harmfulness probe: sample answers at temperature 1, judge aligned/coherent, EM% with CIs.
 
 Outputs in the probe folder:
-- ``harm_answers.jsonl``: raw answers (resumable: a rerun only samples what is missing);
+- ``harm_answers.jsonl``: raw answers (resumable: a rerun only samples what is missing,
+  and raising ``samples`` only adds the missing sample indices; a lower ``samples`` uses the
+  first ones);
 - ``harm.jsonl``: one row per answer with every judge score and the misaligned flag;
 - the summary (returned): EM% (the configured rule) and Betley's variant, coherent%,
   counts of answers without an aligned score (refusal / code / no number), per-question and
@@ -126,7 +128,11 @@ def run_harm(backend: Generator, judge: Judge, cfg: ProbeConfig, out_dir: Path) 
         )
     except BackendError as e:
         raise BackendError(f"harm probe: generation failed: {e}. Answers so far are kept; rerun to resume") from None
-    rows = [dict(r) for r in answers if r["question_id"] in qmap]
+    # the first `samples` answers of each prompt (the file may hold more from a larger run),
+    # in question order whatever order top-ups were appended in
+    order = {q.id: i for i, q in enumerate(qs)}
+    rows = [dict(r) for r in answers if r["question_id"] in qmap and r["sample"] < hc.samples]
+    rows.sort(key=lambda r: (order[r["question_id"]], r["paraphrase"], r["sample"]))
     for r in rows:
         r["variant"] = variant_of(qmap[r["question_id"]], hc.trigger)
     judge_rows(judge, rows, qmap, hc.domain_judges)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -92,6 +93,29 @@ def bootstrap_samples(values: Sequence[float], n_boot: int, seed: int) -> np.nda
         return np.array([], dtype=np.float64)
     rng = np.random.default_rng(seed)
     return arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(axis=1)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion k/n (never degenerate at 0/n or n/n)."""
+    if n == 0:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def newcombe_difference(k1: int, n1: int, k0: int, n0: int, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, method 10) of p1 − p0 for k1/n1 and k0/n0,
+    built from the two Wilson intervals; unlike the percentile bootstrap it stays wide when
+    both counts are 0 (0/4 vs 0/4: upper end 0.49)."""
+    p1, p0 = k1 / n1, k0 / n0
+    l1, u1 = wilson_interval(k1, n1, level)
+    l0, u0 = wilson_interval(k0, n0, level)
+    d = p1 - p0
+    return (d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2))
 
 
 # ------------------------------------------------------------------ moral foundations
