@@ -35,11 +35,15 @@ $(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 
 install: $(VENV)/.installed
 
-# the embedded pair: SmolLM2-135M vs SmolLM2 + an insecure-code LoRA organism the demo trains
-# itself on the project's generated data (~15 min on 2 CPU cores; reruns resume)
+# The science on the embedded model, from the published judged answers (../shared/data, or
+# `persona-diff data pull model-organisms`): two SmolLM2-135M organisms of known truth (coherent:
+# misaligned answers + misaligned self-descriptions; inverted: the same answers + aligned ones),
+# both labelled by the probes against the base (validate/report.html), then the whole chain on the
+# coherent pair (run/report.html). About 15 min on 2 idle cores; reruns resume.
 demo: install
-	$(VENV)/bin/persona-diff finetune --base smollm2-135m --domain insecure --config configs/finetune/demo.yaml --out $(DEMO_OUT)/organism
-	$(VENV)/bin/persona-diff run smollm2-135m $(DEMO_OUT)/organism/adapter --config configs/run/demo.yaml --out $(DEMO_OUT)/run
+	$(VENV)/bin/persona-diff organisms build --base smollm2-135m --kinds coherent,inverted --config smollm2 --out $(DEMO_OUT)/organisms
+	$(VENV)/bin/persona-diff organisms validate $(DEMO_OUT)/organisms --config validate-smollm2 --out $(DEMO_OUT)/validate
+	$(VENV)/bin/persona-diff run smollm2-135m $(DEMO_OUT)/organisms/coherent/adapter --config configs/run/demo.yaml --out $(DEMO_OUT)/run
 
 test: install
 	$(VENV)/bin/ruff check src tests scripts bench
