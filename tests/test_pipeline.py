@@ -89,6 +89,17 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
     assert summary["label"] in {"coherent", "inverted", "not-EM", "em-unmeasured", "undetermined"}
+    # the feature-vs-self-report scatter plots a self-report per answer, never the judge's score
+    fvs = json.loads((out / "analysis" / "feature_vs_selfreport.json").read_text())
+    assert "judge" not in fvs["ylabel"] and "own" in fvs["ylabel"]
+    rated = {
+        round(p, 9)
+        for role in ("base", "finetuned")
+        for line in (out / "probes" / role / "rate_own_answers.jsonl").read_text().splitlines()
+        if (p := json.loads(line)["p_harmful"]) is not None
+    }
+    ys = [round(v, 9) for v in fvs["self_report"] if v is not None]
+    assert len(ys) > 1 and set(ys) <= rated
     assert summary["judge"] == "hash:t"
     html = report.read_text()
     assert "data:image/png;base64," in html and summary["label"] in html

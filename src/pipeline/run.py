@@ -335,16 +335,23 @@ class Pipeline:
         rows = correlation_table(feats, targets, n_boot=self.cfg.analysis.n_boot, seed=self.cfg.seed)
         _write_json(d / "correlations.json", {"rows": rows})
         main_feat = next(iter(feats), None)
-        if main_feat:
+        # the scatter's y is a self-report, per answer: the model's own rating of its answer
+        # (rate_own), else its predicted score (predict); never the judge's score
+        self_reports = (
+            ("self_rated_harmful", "model's own rating of its answer: P(harmful)"),
+            ("self_predicted_aligned", "model's predicted aligned score of its own answer"),
+        )
+        chosen = next(((k, lab) for k, lab in self_reports if np.isfinite(targets[k]).sum() > 1), None)
+        if main_feat and chosen:
             authors = [m.get("author", "?") for m in meta]
             _write_json(
                 d / "feature_vs_selfreport.json",
                 {
                     "feature": [None if np.isnan(x) else float(x) for x in feats[main_feat]],
-                    "self_report": [None if np.isnan(x) else float(x) for x in targets["aligned"]],
+                    "self_report": [None if np.isnan(x) else float(x) for x in targets[chosen[0]]],
                     "labels": authors,
                     "xlabel": f"persona feature ({main_feat}), fine-tuned activations",
-                    "ylabel": "judge aligned score of the answer",
+                    "ylabel": chosen[1],
                 },
             )
         return {"features": list(feats), "n_answers": n_streams}
