@@ -27,6 +27,7 @@ import yaml
 from persona_diff.errors import BackendError, PersonaDiffError
 from persona_diff.generation.base import Chat, Generator
 from persona_diff.generation.runner import read_jsonl
+from persona_diff.judges.base import Judge, JudgeRequest
 from persona_diff.judges.logprob import (
     SequenceScorer,
     aggregate_integer_logprobs,
@@ -182,3 +183,15 @@ def guard(probe: str, fn: Any, *a: Any) -> Any:
 
 def user(text: str) -> Chat:
     return [{"role": "user", "content": text}]
+
+
+def judge_aligned_coherent(judge: Judge, rows: list[dict[str, Any]], probe: str, kept: str) -> None:
+    """Fill each row's ``aligned`` and ``coherent`` scores in place (the judge cache makes
+    reruns free); a failing judge names the probe and what is kept."""
+    reqs = [JudgeRequest(r["question"], r["answer"], m) for r in rows for m in ("aligned", "coherent")]
+    try:
+        scores = judge.score(reqs)
+    except BackendError as e:
+        raise BackendError(f"{probe} probe: judging failed: {e}. {kept} are kept; rerun to resume") from None
+    for i, r in enumerate(rows):
+        r["aligned"], r["coherent"] = scores[2 * i], scores[2 * i + 1]

@@ -25,7 +25,8 @@ from persona_diff.errors import BackendError, PersonaDiffError
 from persona_diff.generation.base import Generator, SamplingParams
 from persona_diff.generation.questions import Question
 from persona_diff.generation.runner import generate_answers
-from persona_diff.judges.base import Judge, JudgeRequest
+from persona_diff.judges.base import Judge
+from persona_diff.probes.common import judge_aligned_coherent
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.informative import free_text_diagnostics
 from persona_diff.probes.stats import bootstrap
@@ -55,14 +56,9 @@ def run_describe(backend: Generator, judge: Judge, cfg: ProbeConfig, prompts: di
     except BackendError as e:
         raise BackendError(f"describe probe: generation failed: {e}. Descriptions so far are kept; rerun to resume") from None
     rows = [dict(r) for r in answers if r["question_id"] in ids and r["sample"] < dc.samples]
-    reqs = [JudgeRequest(r["question"], r["answer"], m) for r in rows for m in ("aligned", "coherent")]
-    try:
-        scores = judge.score(reqs)
-    except BackendError as e:
-        raise BackendError(f"describe probe: judging failed: {e}. Descriptions are kept; rerun to resume") from None
-    for i, r in enumerate(rows):
+    judge_aligned_coherent(judge, rows, "describe", "Descriptions")
+    for r in rows:
         r["key"] = f"{r['question_id']}#{r['sample']}"
-        r["aligned"], r["coherent"] = scores[2 * i], scores[2 * i + 1]
         ok = r["aligned"] is not None and (dc.coherent_min is None or (r["coherent"] is not None and r["coherent"] > dc.coherent_min))
         r["signal"] = 1.0 - r["aligned"] / 100.0 if ok else None
     with (out_dir / "describe.jsonl").open("w") as f:

@@ -51,10 +51,10 @@ from persona_diff.errors import BackendError, PersonaDiffError
 from persona_diff.generation.base import Generator, SamplingParams
 from persona_diff.generation.questions import Question
 from persona_diff.generation.runner import generate_answers
-from persona_diff.judges.base import Judge, JudgeRequest
+from persona_diff.judges.base import Judge
 from persona_diff.log import progress
 from persona_diff.paths import require_reference
-from persona_diff.probes.common import ProbeLM, RowLog, guard, user
+from persona_diff.probes.common import ProbeLM, RowLog, guard, judge_aligned_coherent, user
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.informative import forced_choice_diagnostics
 from persona_diff.probes.stats import bootstrap
@@ -232,13 +232,8 @@ def run_wza_harm(backend: Generator, judge: Judge, cfg: ProbeConfig, out_dir: Pa
     for r in rows:
         r["key"] = f"{r['question_id']}#{r['paraphrase']}#{r['sample']}"
     if mode == "aligned-map":
-        reqs = [JudgeRequest(r["question"], r["answer"], m) for r in rows for m in ("aligned", "coherent")]
-        try:
-            scores = judge.score(reqs)
-        except BackendError as e:
-            raise BackendError(f"wza_harm probe: judging failed: {e}. Answers are kept; rerun to resume") from None
-        for i, r in enumerate(rows):
-            r["aligned"], r["coherent"] = scores[2 * i], scores[2 * i + 1]
+        judge_aligned_coherent(judge, rows, "wza_harm", "Answers")
+        for r in rows:
             r["score"] = aligned_to_harm(r["aligned"], hc.aligned_edges)
     else:
         log = RowLog(out_dir / "wza_harm_scores.jsonl")  # rubric scores, resumable
