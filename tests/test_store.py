@@ -131,10 +131,12 @@ def test_writer_thread_is_bounded_in_order_and_finish_waits(tmp_path, monkeypatc
 
 def test_writer_error_is_reraised_by_finish_and_later_shards_are_dropped(tmp_path, monkeypatch):
     real_save, calls = store_mod.save_file, []
+    queued = threading.Event()  # the 2nd shard fails only once the 3rd is queued behind it
 
     def failing_save(tensors, path, *a, **k):  # the 2nd shard fails
         calls.append(path)
         if len(calls) == 2:
+            assert queued.wait(timeout=30)
             Path(path).write_bytes(b"partial")  # a half-written temporary file
             raise PermissionError(13, "Permission denied", path)
         return real_save(tensors, path, *a, **k)
@@ -144,6 +146,7 @@ def test_writer_error_is_reraised_by_finish_and_later_shards_are_dropped(tmp_pat
     w.add_shard(_shard_tensors(0), (0, 1))
     w.add_shard(_shard_tensors(1), (1, 2))
     w.add_shard(_shard_tensors(2), (2, 3))
+    queued.set()
     match = r"shard_00001.*Permission denied.*still lists the 1 complete"
     with pytest.raises(StoreWriteError, match=match):
         w.finish()
