@@ -207,6 +207,9 @@ class ProbeConfig:
 @dataclass
 class LabelConfig:
     em_margin: float = 0.0  # EM% points the fine-tune must exceed the base by (beyond the CI)
+    # EM% points: a rise below this is too small to call EM. It sets the confidence of a
+    # not-EM label (the bootstrap probability that the rise is below it); it never changes a label
+    em_equivalence: float = 10.0
     shift_min: float = 0.05  # a self-report signal (0-1) must rise by this to count as moved
     coherent_share: float = 0.5  # weighted share of used self-report probes that must move for "coherent"
     ci: float = 0.95
