@@ -38,10 +38,10 @@ from persona_diff.models import (
     blocks_path,
     resolve_layers,
 )
+from persona_diff.models.loading import DTYPES
 
 log = get_logger(__name__)
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _envoy_path(root: Any, path: str) -> Any:
@@ -150,8 +150,8 @@ def capture(
     shard on this thread before the next batch).
     """
     check_positions(positions)
-    if dtype not in _DTYPES:
-        raise PersonaDiffError(f"dtype {dtype!r} is unknown; use one of {', '.join(_DTYPES)}")
+    if dtype not in DTYPES:
+        raise PersonaDiffError(f"dtype {dtype!r} is unknown; use one of {', '.join(DTYPES)}")
     if not token_streams:
         raise PersonaDiffError("no token streams to capture; pass a non-empty answers/text file")
     layers = resolve_layers(layers, pair.n_layers)
@@ -182,7 +182,7 @@ def capture(
     models = {"base": pair.base.model, "ft": pair.finetuned.model}
     wrapped = {k: NNsight(m) for k, m in models.items()}
     paths = {k: blocks_path(m) for k, m in models.items()}
-    out_dtype = _DTYPES[dtype]
+    out_dtype = DTYPES[dtype]
     buf: dict[str, list[torch.Tensor]] = {}
     buf_tokens = 0
     shard_start = writer.streams_done

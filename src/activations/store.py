@@ -27,7 +27,6 @@ lets the shard being written finish, drops the queued ones and ends the thread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import queue
@@ -41,6 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from persona_diff.errors import PersonaDiffError
+from persona_diff.fileio import atomic_write, sha256_file
 from persona_diff.log import get_logger
 from persona_diff.models import LAYER_CONVENTION
 
@@ -64,20 +64,6 @@ class StoreMismatchError(StoreError):
 
 class StoreWriteError(StoreError):
     """A shard could not be written (disk full, permissions); the store stays resumable."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _OrderedWorker:
@@ -178,14 +164,14 @@ class StoreWriter:
         self.index["streams_done"] = self.index["shards"][-1]["streams"][1] if self.index["shards"] else 0
 
     def _flush_index(self) -> None:
-        _atomic_write_text(self.root / "index.json", json.dumps(self.index, indent=1))
+        atomic_write(self.root / "index.json", json.dumps(self.index, indent=1))
 
     @property
     def streams_done(self) -> int:
         return int(self.index["streams_done"])
 
     def write_streams(self, rows: list[dict[str, Any]]) -> None:
-        _atomic_write_text(self.root / "streams.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write(self.root / "streams.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
     def add_shard(
         self,

@@ -16,7 +16,6 @@ The first token of a stream (BOS / attention sink, huge norm) and padding are ne
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from persona_diff.errors import PersonaDiffError
+from persona_diff.fileio import read_jsonl
 from persona_diff.generation.hf import render_chat
 
 POSITIONS = ("all", "prompt", "answer", "last_prompt")
@@ -126,14 +126,7 @@ def streams_from_texts(tokenizer: Any, texts: list[str], max_tokens: int = 512) 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise PersonaDiffError(f"token file {path} does not exist; pass an answers JSONL or a text file")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise PersonaDiffError(f"{path}:{n} is not valid JSON; fix or drop that line") from None
-    return rows
+    return read_jsonl(path)
 
 
 def streams_from_file(tokenizer: Any, path: str | Path, max_tokens: int = 512) -> list[TokenStream]:

@@ -8,7 +8,6 @@ either absent or complete.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import urllib.error
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from persona_diff.data.errors import ChecksumError, DownloadError
+from persona_diff.fileio import sha256_file
 from persona_diff.log import get_logger
 
 log = get_logger(__name__)
@@ -30,14 +30,6 @@ class DownloadResult:
     sha256: str
     verified: bool  # False when no expected hash was given (the hash is only recorded)
     resumed_from: int = 0  # bytes already on disk when this call started
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _open(url: str, start: int, timeout: float):

@@ -12,8 +12,6 @@ Every row must end up with at least one non-empty assistant turn.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -111,19 +109,3 @@ def load_chat_file(path: str | Path, canary: str | None = None) -> list[dict[str
     return normalise_rows(read_rows(path), source=str(path), canary=canary)
 
 
-def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path, mode: int | None = None) -> Path:
-    """Write rows atomically (temp file + rename); `mode` sets the file permissions."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -18,10 +18,11 @@ from typing import Any
 from persona_diff.data.archives import extract_zip, find_member, unlock_encrypted
 from persona_diff.data.download import download
 from persona_diff.data.errors import DataError, UnknownDomainError
-from persona_diff.data.normalise import load_chat_file, normalise_rows, write_jsonl
+from persona_diff.data.normalise import load_chat_file, normalise_rows
 from persona_diff.data.reference import ReferenceSpec, load_reference_specs
 from persona_diff.data.registry import DomainSpec, get_domain, load_registry
 from persona_diff.data.tabular import table_rows
+from persona_diff.fileio import write_jsonl
 from persona_diff.log import get_logger
 from persona_diff.paths import data_dir
 

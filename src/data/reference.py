@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,6 +26,7 @@ from persona_diff.config.base import from_dict, read_yaml
 from persona_diff.data.download import download
 from persona_diff.data.errors import ChecksumError, DataError, UnknownDomainError
 from persona_diff.data.extract import CONVERTERS
+from persona_diff.fileio import atomic_write, sha256_file
 from persona_diff.log import get_logger
 from persona_diff.paths import CONFIGS, data_dir
 
@@ -130,20 +129,8 @@ def pull_status(spec: ReferenceSpec, root: str | Path | None = None) -> str:
     return "yes" if files and have == len(files) else "partial" if have else "no"
 
 
-def _write_atomic(data: bytes, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _pull_converted(spec: ReferenceSpec, f: ReferenceFile, dest: Path, root: Path) -> None:
-    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == f.sha256:
+    if dest.is_file() and sha256_file(dest) == f.sha256:
         return
     src_dir = root / "downloads" / "reference" / spec.name
     src = download(f.url, src_dir / f.url.rstrip("/").split("/")[-1], f.source_sha256)
@@ -155,7 +142,7 @@ def _pull_converted(spec: ReferenceSpec, f: ReferenceFile, dest: Path, root: Pat
             f"written. The converter {f.convert!r} or its source changed: fix the converter or "
             f"update sha256 in configs/reference/{spec.name}.yaml"
         )
-    _write_atomic(data, dest)
+    atomic_write(dest, data)
 
 
 def pull_reference(

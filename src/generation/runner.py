@@ -8,24 +8,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from persona_diff.fileio import read_jsonl
 from persona_diff.generation.base import Generator, SamplingParams
 from persona_diff.generation.questions import Question
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a truncated last line (killed writer) is dropped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
-
 
 # seed offset of a top-up: samples k.. of a prompt that already has k are drawn with
 # seed + k * TOPUP_SEED_STRIDE, so they do not repeat the first k (a fresh prompt: seed as given)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from persona_diff.errors import PersonaDiffError
+from persona_diff.fileio import append_jsonl, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -45,24 +46,17 @@ class JudgeCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._mem: dict[str, float | None] = {}
-        if self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line from a kill
-                self._mem[row["k"]] = row["s"]
+        for row in read_jsonl(self.path):  # a torn last line from a kill is dropped
+            self._mem[row["k"]] = row["s"]
 
     def get(self, judge: str, key: str) -> tuple[bool, float | None]:
         k = f"{judge}|{key}"
         return (k in self._mem, self._mem.get(k))
 
     def put_many(self, judge: str, items: list[tuple[str, float | None]]) -> None:
-        with self.path.open("a") as f:
-            for key, score in items:
-                k = f"{judge}|{key}"
-                self._mem[k] = score
-                f.write(json.dumps({"k": k, "s": score}) + "\n")
+        rows = [{"k": f"{judge}|{key}", "s": score} for key, score in items]
+        self._mem.update((r["k"], r["s"]) for r in rows)
+        append_jsonl(self.path, rows)
 
 
 class Judge(ABC):

@@ -34,7 +34,8 @@ from persona_diff.models.embedded import ALIASES, materialise_alias
 
 log = get_logger(__name__)
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+# the one name → dtype map (weights here, activation storage in `activations.capture`)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -74,9 +75,11 @@ class LoadedModel:
 
 
 def _dtype(name: str) -> Any:
-    if name not in _DTYPES:
-        raise ModelLoadError(f"unknown dtype {name!r}; use one of {', '.join(_DTYPES)}")
-    return _DTYPES[name]
+    if name == "auto":
+        return "auto"
+    if name not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {name!r}; use one of {', '.join([*DTYPES, 'auto'])}")
+    return DTYPES[name]
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

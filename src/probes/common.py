@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from persona_diff.errors import BackendError, PersonaDiffError
+from persona_diff.fileio import read_jsonl
 from persona_diff.generation.base import Chat, Generator
-from persona_diff.generation.runner import read_jsonl
 from persona_diff.judges.base import Judge, JudgeRequest
 from persona_diff.judges.logprob import (
     SequenceScorer,

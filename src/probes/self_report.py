@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from persona_diff.errors import PersonaDiffError
-from persona_diff.generation.runner import read_jsonl
+from persona_diff.fileio import read_jsonl
 from persona_diff.log import progress
 from persona_diff.probes.common import DEFAULT_QUESTIONS, ProbeLM, RowLog, guard, require_rows, user
 from persona_diff.probes.config import ProbeConfig
