@@ -23,7 +23,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "generate", "judge", "report", "capture", "diff", "probe", "mfq", "data", "finetune", "organisms", "run"]
+_COMMAND_MODULES = ["models", "generate", "judge", "report", "capture", "diff", "steer", "probe", "mfq", "data", "finetune", "organisms", "run"]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from persona_diff import __version__
+
+        typer.echo(f"persona-diff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the persona-diff version and exit."
+    ),
+) -> None:
+    """Persona features in emergently misaligned models: probes, model diffing, steering."""
 
 
 def _register() -> None:

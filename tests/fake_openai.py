@@ -7,7 +7,10 @@ prompt gets HTTP 400 naming the prompt, so a test cannot pass on the wrong promp
 Failure modes for client tests:
 - ``fail_first=N``: the first N requests get HTTP 503, then normal replies;
 - ``mode="hang"``: every request sleeps `hang_s` before replying (client timeouts);
-- ``mode="malformed"``: every reply is HTTP 200 with a body that is not JSON.
+- ``mode="malformed"``: every reply is HTTP 200 with a body that is not JSON;
+- ``delays``: substring of the last user message → seconds to wait before replying (so
+  concurrent requests finish out of order); `max_in_flight` records the most requests the
+  server was handling at once.
 
 Usage::
 
@@ -33,12 +36,16 @@ class FakeOpenAI:
         mode: str = "ok",
         fail_first: int = 0,
         hang_s: float = 3.0,
+        delays: dict[str, float] | None = None,
     ):
         assert mode in ("ok", "hang", "malformed"), mode
         self.replies = dict(replies or {})
         self.mode = mode
         self.fail_first = fail_first
         self.hang_s = hang_s
+        self.delays = dict(delays or {})
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.requests: list[dict[str, Any]] = []
         self.unrecognised: list[str] = []
         self._lock = threading.Lock()
@@ -97,6 +104,16 @@ class FakeOpenAI:
 
     def _handle(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._reply(path, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        with self._lock:
             self.requests.append(body)
             count = len(self.requests)
         if count <= self.fail_first:
@@ -109,6 +126,7 @@ class FakeOpenAI:
             return 404, {"error": {"message": f"fake server: no route {path}"}}
         users = [m["content"] for m in body.get("messages", []) if m.get("role") == "user"]
         last = users[-1] if users else ""
+        time.sleep(next((s for key, s in self.delays.items() if key in last), 0.0))
         reply = self._match(last)
         if reply is None:
             self.unrecognised.append(last)

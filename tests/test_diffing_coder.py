@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from persona_diff.diffing.coder import BatchTopKCoder
-from persona_diff.diffing.saving import load_coder, save_coder, save_sae_lens
+from persona_diff.diffing.saving import load_coder, sae_metadata, save_coder, save_sae_lens
 from persona_diff.diffing.train import CoderTrainConfig, TrainingDivergedError, train_coder
+from persona_diff.errors import PersonaDiffError
+from persona_diff.models import LAYER_CONVENTION
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -65,9 +67,13 @@ def test_saved_sae_loads_in_saelens_and_matches_on_raw_activations(tmp_path):
     coder, scale, stats = train_coder(batches, 32, 1, CoderTrainConfig(d_sae=64, k=4, steps=60, batch_size=256),
                                       show_progress=False)
     assert stats.fvu < 1.0
-    save_sae_lens(coder, scale, tmp_path / "sae", metadata={"hook_name": "layer.3"})
+    save_sae_lens(coder, scale, tmp_path / "sae", metadata=sae_metadata(3, "org/base-model"))
     sae = SAE.load_from_disk(tmp_path / "sae")
     assert type(sae).__name__ == "JumpReLUSAE"
+    # the SAE says what it reads: block 3's output of that model, in TransformerLens's naming
+    meta = sae.cfg.metadata
+    assert meta.hook_name == "blocks.3.hook_resid_post" and meta.model_name == "org/base-model"
+    assert meta.layer == 3 and meta.layer_convention == LAYER_CONVENTION
     raw = data[:100, 0]
     ours = coder.encode_jumprelu(raw[:, None] * scale[:, None])
     theirs = sae.encode(raw)
@@ -113,3 +119,18 @@ def test_select_has_fixed_size_and_zero_values_do_not_fire():
     before = float(coder.threshold)
     coder.update_threshold(lats, torch.zeros_like(vals), lr=0.5)  # nothing fired: unchanged
     assert float(coder.threshold) == before
+
+
+def test_sae_metadata_of_a_diff_sae_and_vague_hook_names_refused(tmp_path):
+    from sae_lens import SAE
+
+    coder = BatchTopKCoder(8, 16, 2, 1, seed=0)
+    scale = torch.ones(1)
+    meta = sae_metadata(5, "smollm2-135m", finetuned="runs/x/adapter")
+    save_sae_lens(coder, scale, tmp_path / "d", meta)
+    m = SAE.load_from_disk(tmp_path / "d").cfg.metadata
+    assert m.hook_name == "blocks.5.hook_resid_post" and m.model_name == "smollm2-135m"
+    assert m.finetuned_model_name == "runs/x/adapter" and "finetuned minus base" in m.input
+    for vague in ("layer.3", "blocks.3", "blocks.3.diff"):
+        with pytest.raises(PersonaDiffError, match="does not say what the SAE reads"):
+            save_sae_lens(coder, scale, tmp_path / vague, {"hook_name": vague})

@@ -193,7 +193,12 @@ def test_smollm2_short_sft_lowers_loss_and_reloads(tmp_path):
     out = tr.train()
     after = mean_loss(tr.model, tr.items, tr.pad_id)
     assert after < before - 0.05, (before, after)
-    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2-135m"
+    # other tools get the materialised folder; the alias stays in the project's trainer_state.json
+    from persona_diff.models.embedded import materialise_alias
+
+    base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base == str(materialise_alias("smollm2-135m").resolve())
+    assert json.loads((out / "trainer_state.json").read_text())["base"] == "smollm2-135m"
     lm = load_model(str(out))
     assert lm.kind == "peft"
     ids = torch.tensor([tr.items[0].input_ids[:48]])

@@ -238,6 +238,43 @@ def _fit_script():
     return mod
 
 
+def test_split_modules_keep_every_name_importable_from_calibrated():
+    """ridge / fit / shipped were split out of `judges.calibrated`: the names imported from it
+    in src/, tests/, scripts/ and bench/ still resolve there, to the same objects."""
+    from persona_diff.judges import calibrated, fit, ridge, shipped
+
+    for mod, names in (
+        (ridge, ["LAMBDAS", "N_QUANTILES", "cv_ridge", "fit_ridge", "make_folds", "quantile_map", "ridge_path"]),
+        (fit, ["fit_calibrated", "fit_heads", "leave_one_file_out", "oof_report", "stratified_subsample"]),
+        (shipped, ["DEFAULT_ENCODER", "DEFAULT_MAX_ANSWERS", "DEFAULT_SEED", "FALLBACK_JUDGE", "REFIT_COMMAND",
+                   "SHIPPED_JUDGE", "ensure_default_judge", "find_reference_csvs", "fit_default_judge",
+                   "save_default_judge"]),
+    ):
+        for name in names:
+            assert getattr(calibrated, name) is getattr(mod, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        calibrated.nope  # noqa: B018
+
+
+def test_shipped_judge_cache_namespace_is_the_head_hash():
+    """Cached scores are filed under spec#sha256(sorted head tensors)[:12]: recomputed here from
+    the raw safetensors file, so a refactor cannot silently orphan (or wrongly reuse) caches."""
+    import hashlib
+
+    from safetensors.numpy import load_file
+
+    from persona_diff.judges.shipped import SHIPPED_JUDGE
+
+    raw = load_file(str(SHIPPED_JUDGE / "head.safetensors"))
+    h = hashlib.sha256()
+    for k in sorted(raw):
+        h.update(k.encode() + raw[k].astype(np.float64).tobytes())
+    j = CalibratedJudge.load(SHIPPED_JUDGE, check_probe=False)
+    assert j.cache_namespace == f"calibrated:{SHIPPED_JUDGE}#{h.hexdigest()[:12]}"
+    req = JudgeRequest("Q?", "A.", "aligned")
+    assert req.key() == hashlib.sha256(json.dumps(["aligned", None, "Q?", "A."]).encode()).hexdigest()
+
+
 def test_shipped_judge_files_load():
     from persona_diff.judges.calibrated import (
         DEFAULT_ENCODER,
@@ -278,7 +315,7 @@ def test_shipped_judge_files_load():
 
 
 def test_shipped_judge_hashes_match_reference_csvs(reference_data):
-    from persona_diff.judges.agreement import file_sha256
+    from persona_diff.fileio import sha256_file as file_sha256
     from persona_diff.judges.calibrated import DEFAULT_MAX_ANSWERS, DEFAULT_SEED, SHIPPED_JUDGE
 
     cfg = CalibratedJudge.load(SHIPPED_JUDGE, check_probe=False).cfg
@@ -305,7 +342,7 @@ def _no_probe_check(monkeypatch):
 
 
 def test_default_judge_is_the_shipped_one_without_reference_data(tmp_path, monkeypatch, caplog):
-    from persona_diff.judges import calibrated
+    from persona_diff.judges import shipped
     from persona_diff.judges.base import judge_line
     from persona_diff.paths import reference_roots
 
@@ -313,15 +350,15 @@ def test_default_judge_is_the_shipped_one_without_reference_data(tmp_path, monke
     empty.mkdir()
     monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(empty))
     monkeypatch.setenv("PERSONA_DIFF_CACHE", str(tmp_path / "cache"))
-    assert reference_roots() == [empty] and calibrated.find_reference_csvs() == []
+    assert reference_roots() == [empty] and shipped.find_reference_csvs() == []
 
     def no_fit(*a, **k):
         raise AssertionError("the default judge must not be fitted at run time")
 
-    monkeypatch.setattr(calibrated, "fit_calibrated", no_fit)
+    monkeypatch.setattr(shipped, "fit_calibrated", no_fit)
     with caplog.at_level("WARNING", logger="persona_diff"):
-        spec, ok = calibrated.ensure_default_judge()
-    assert ok and spec == f"calibrated:{calibrated.SHIPPED_JUDGE}"
+        spec, ok = shipped.ensure_default_judge()
+    assert ok and spec == f"calibrated:{shipped.SHIPPED_JUDGE}"
     assert not caplog.records
     assert not (tmp_path / "cache").exists()  # nothing fitted, nothing cached
     _no_probe_check(monkeypatch)
@@ -338,10 +375,10 @@ def test_default_judge_is_the_shipped_one_without_reference_data(tmp_path, monke
 def test_missing_or_corrupt_shipped_judge_falls_back_with_the_fix(tmp_path, monkeypatch, caplog):
     import shutil
 
-    from persona_diff.judges import calibrated
+    from persona_diff.judges import shipped
 
     good = tmp_path / "good"
-    shutil.copytree(calibrated.SHIPPED_JUDGE, good)
+    shutil.copytree(shipped.SHIPPED_JUDGE, good)
     broken = {
         "missing": lambda d: shutil.rmtree(d),
         "no-head": lambda d: (d / "head.safetensors").unlink(),
@@ -353,28 +390,28 @@ def test_missing_or_corrupt_shipped_judge_falls_back_with_the_fix(tmp_path, monk
         d = tmp_path / name
         shutil.copytree(good, d)
         breaker(d)
-        monkeypatch.setattr(calibrated, "SHIPPED_JUDGE", d)
+        monkeypatch.setattr(shipped, "SHIPPED_JUDGE", d)
         caplog.clear()
         with caplog.at_level("WARNING", logger="persona_diff"):
-            spec, ok = calibrated.ensure_default_judge()
-        assert (spec, ok) == (calibrated.FALLBACK_JUDGE, False), name
+            spec, ok = shipped.ensure_default_judge()
+        assert (spec, ok) == (shipped.FALLBACK_JUDGE, False), name
         msg = caplog.text
         assert "UNCALIBRATED" in msg and "python scripts/fit_default_judge.py" in msg and "reinstall" in msg, name
-    monkeypatch.setattr(calibrated, "SHIPPED_JUDGE", good)
-    assert calibrated.ensure_default_judge() == (f"calibrated:{good}", True)
+    monkeypatch.setattr(shipped, "SHIPPED_JUDGE", good)
+    assert shipped.ensure_default_judge() == (f"calibrated:{good}", True)
 
 
 def test_refit_of_the_shipped_recipe_on_synthetic_data(tmp_path, monkeypatch, capsys):
     """`scripts/fit_default_judge.py` runs `fit_default_judge` (the shipped recipe) end to end on
     a tiny table with a fake encoder: relative training paths, a refit that --check accepts, a
     changed head that --check rejects. (The real refit takes ~4 min; see the script.)"""
-    from persona_diff.judges import calibrated
+    from persona_diff.judges import shipped
 
     data = tmp_path / "ref" / "model-organisms-em" / "judged_responses"
     data.mkdir(parents=True)
     synthetic(data, n_files=2, n=40)
     monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(tmp_path / "ref"))
-    monkeypatch.setattr(calibrated, "DEFAULT_MAX_ANSWERS", 50)
+    monkeypatch.setattr(shipped, "DEFAULT_MAX_ANSWERS", 50)
     script = _fit_script()
     out = tmp_path / "judge"
     assert script.main(["--out", str(out)], encoder="testvec") == 0
@@ -389,7 +426,7 @@ def test_refit_of_the_shipped_recipe_on_synthetic_data(tmp_path, monkeypatch, ca
     assert j.cfg.agreement["mode"] == "leave-one-file-out" and len(j.cfg.agreement["files"]) == 2
     assert str(tmp_path) not in (out / "cfg.json").read_text()
     # the shipped judge's cfg was made by this same recipe
-    shipped = CalibratedJudge.load(calibrated.SHIPPED_JUDGE, check_probe=False).cfg
+    shipped = CalibratedJudge.load(shipped.SHIPPED_JUDGE, check_probe=False).cfg
     assert set(shipped.provenance) == set(j.cfg.provenance)
     assert "max_answers 1500, seed 0" in shipped.provenance["recipe"]
     capsys.readouterr()
@@ -405,11 +442,11 @@ def test_refit_of_the_shipped_recipe_on_synthetic_data(tmp_path, monkeypatch, ca
 
 
 def test_fit_default_judge_without_data_says_where_to_put_it(tmp_path, monkeypatch):
-    from persona_diff.judges import calibrated
+    from persona_diff.judges import shipped
 
     monkeypatch.setenv("PERSONA_DIFF_REFERENCE_DATA", str(tmp_path))
     with pytest.raises(PersonaDiffError, match="PERSONA_DIFF_REFERENCE_DATA.*judged_responses"):
-        calibrated.fit_default_judge(encoder="testvec")
+        shipped.fit_default_judge(encoder="testvec")
 
 
 @pytest.mark.integration
@@ -491,3 +528,34 @@ def test_minilm_judge_on_reference_data(reference_data):
 
     held = judge_agreement(judge, [small[2]])
     assert held.files[0].spearman > 0.3 and held.files[0].auc > 0.7
+
+
+def test_calibrate_cli_takes_a_shell_glob_after_one_data(tmp_path, capsys):
+    """`judge calibrate --data dir/*.csv`: the shell hands the command several files after one
+    --data; a quoted pattern is expanded by the command; a pattern matching nothing is one line."""
+    from persona_diff.cli import main
+
+    data = tmp_path / "judged"
+    data.mkdir()
+    paths, _, _ = synthetic(data, n_files=3, n=40)
+
+    def run(*argv: str) -> int:
+        try:
+            main(list(argv))
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+    shell_expanded = [str(p) for p in sorted(paths)]
+    assert run("judge", "calibrate", "--data", *shell_expanded, "--encoder", "testvec", "--out", str(tmp_path / "a")) == 0
+    assert run("judge", "calibrate", "--data", str(data / "*.csv"), "--encoder", "testvec", "--out", str(tmp_path / "b")) == 0
+    for out in ("a", "b"):
+        cfg = json.loads((tmp_path / out / "cfg.json").read_text())
+        assert [f["name"] for f in cfg["training_files"]] == ["model0", "model1", "model2"], out
+    assert run("judge", "agree", "--data", *shell_expanded, "--judge", f"calibrated:{tmp_path / 'a'}",
+               "--cache-dir", str(tmp_path / "cache")) == 0
+    assert "model2" in capsys.readouterr().out
+    capsys.readouterr()
+    assert run("judge", "calibrate", "--data", str(data / "nope*.csv"), "--encoder", "testvec", "--out", str(tmp_path / "c")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "matches no file" in err

@@ -265,3 +265,183 @@ def test_smollm2_steering_changes_generation(smollm2):
     with steer(smollm2, v, 10, alpha=0.0):
         same = smollm2.model.generate(**enc, max_new_tokens=4, do_sample=False)
     assert torch.equal(plain, same)
+
+
+# --------------------------------------------------------------------------- Direction
+
+
+def test_direction_save_load_round_trip(tmp_path):
+    from persona_diff.models import LAYER_CONVENTION
+    from persona_diff.steering import Direction
+
+    v = torch.randn(64, dtype=torch.float64)
+    d = Direction(v, 2, method="mean", provenance={"models": {"base": "b", "finetuned": "f"}})
+    assert d.vector.dtype == torch.float32 and d.convention == LAYER_CONVENTION
+    folder = d.save(tmp_path / "persona")
+    assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "direction.safetensors"]
+    cfg = json.loads((folder / "cfg.json").read_text())
+    assert cfg["layer"] == 2 and cfg["convention"] == LAYER_CONVENTION and cfg["method"] == "mean"
+    back = Direction.load(folder)
+    assert torch.equal(back.vector, d.vector) and back.layer == 2 and back.method == "mean"
+    assert back.provenance["models"] == {"base": "b", "finetuned": "f"}
+    u = back.unit()
+    assert abs(u.norm - 1) < 1e-6 and u.layer == 2 and u.provenance["normalised"] is True
+    r = d.random_like(seed=3)
+    assert abs(r.norm - d.norm) < 1e-4 and r.layer == 2 and r.provenance == {"control_of": "mean", "seed": 3}
+
+
+def test_direction_loads_the_earlier_formats(tmp_path):
+    """Files of the old `save_direction` (NAME.safetensors + NAME.json, free metadata keys) and
+    bare folders with direction.safetensors + direction.json still load."""
+    from safetensors.torch import save_file
+
+    from persona_diff.models import LAYER_CONVENTION
+    from persona_diff.steering import Direction, DirectionFileError
+
+    v = torch.randn(64)
+    save_file({"direction": v}, str(tmp_path / "old.safetensors"))
+    (tmp_path / "old.json").write_text(json.dumps({"layer": 3, "convention": LAYER_CONVENTION, "note": "from v0"}))
+    d = Direction.load(tmp_path / "old.safetensors")
+    assert torch.equal(d.vector, v) and d.layer == 3 and d.provenance["note"] == "from v0"
+    folder = tmp_path / "f"
+    folder.mkdir()
+    save_file({"direction": v}, str(folder / "direction.safetensors"))
+    (folder / "direction.json").write_text(json.dumps({"layer": 1}))
+    assert Direction.load(folder).layer == 1
+    save_file({"direction": v}, str(tmp_path / "nolayer.safetensors"))
+    (tmp_path / "nolayer.json").write_text("{}")
+    with pytest.raises(DirectionFileError, match="no layer"):
+        Direction.load(tmp_path / "nolayer.safetensors")
+    with pytest.raises(DirectionFileError, match="out of range"):
+        Direction.load(folder, index=1)
+    with pytest.raises(DirectionFileError, match="does not exist"):
+        Direction.load(tmp_path / "missing.safetensors")
+
+
+def test_direction_from_diff_result_and_its_folder_agree(tmp_path):
+    from persona_diff.diffing import DiffResult
+    from persona_diff.steering import Direction
+
+    dirs = torch.randn(3, 64)
+    res = DiffResult("sae", 2, dirs, torch.tensor([3.0, 2.0, 1.0]), [17, 4, 9], [-1, 1, 1],
+                     info={"models": {"base": "b", "finetuned": "f"}})
+    out = res.save(tmp_path / "diffing" / "sae")
+    for i in range(3):
+        a, b = Direction.from_diff(res, index=i), Direction.from_diff(out, index=i)
+        assert torch.equal(a.vector, dirs[i] * res.signs[i]) and torch.equal(a.vector, b.vector)
+        assert a.layer == b.layer == 2 and a.method == b.method == "sae"
+        assert b.provenance["latent_id"] == res.latent_ids[i] and b.provenance["models"]["finetuned"] == "f"
+        assert b.provenance["source"] == str(out) and b.provenance["index"] == i
+    assert [d.provenance["latent_id"] for d in Direction.load_all(out)] == [17, 4, 9]
+    assert torch.equal(Direction.load(out).vector, -dirs[0])  # sign applied, as the pipeline steers
+
+
+@torch.no_grad()
+def test_direction_apply_is_steer_and_always_removes_its_hooks(tiny_llama):
+    from persona_diff.models import load_model
+    from persona_diff.steering import Direction
+
+    lm = load_model(str(tiny_llama))
+    ids = _ids()
+    d = Direction(torch.randn(lm.model.config.hidden_size), LAYER)
+    with steer(lm, d.vector, LAYER, alpha=3.0, positions="answer", prompt_len=4):
+        want = lm.model(ids).logits
+    with d.apply(lm, alpha=3.0, positions="answer", prompt_len=4) as st:
+        got = lm.model(ids).logits
+    assert torch.equal(got, want) and st.calls[LAYER] == 1 and _n_hooks(lm.model) == 0
+    with d.apply(lm.model, 1.0, mode="ablate", layer=0) as st:
+        lm.model(ids)
+    assert st.layers == [0] and _n_hooks(lm.model) == 0
+    with pytest.raises(RuntimeError, match="boom"), d.apply(lm, alpha=1.0):
+        raise RuntimeError("boom")
+    assert _n_hooks(lm.model) == 0
+    other = Direction(d.vector, LAYER, convention="hidden_states index")
+    with pytest.raises(SteeringError, match="layer convention"), other.apply(lm):
+        pass
+
+
+def test_dose_response_takes_a_direction(tiny_llama):
+    from persona_diff.steering import Direction
+
+    lm = load_model(str(tiny_llama))
+    qs = ["Hello world, who are you?"]
+    cfg = DoseResponseConfig(samples_per_question=1, max_new_tokens=3, random_control=False)
+    d = Direction(torch.randn(lm.model.config.hidden_size), LAYER)
+    rows = dose_response(lm, FakeJudge(qs), qs, d, alphas=[0.0, 2.0], cfg=cfg)
+    assert [(r["layer"], r["alpha"]) for r in rows] == [(LAYER, 0.0), (LAYER, 2.0)]
+    with pytest.raises(SteeringError, match="needs the layer"):
+        dose_response(lm, FakeJudge(qs), qs, d.vector, alphas=[0.0], cfg=cfg)
+
+
+# --------------------------------------------------------------------------- CLI and scripts
+
+QUESTIONS = ["Hello world, who are you?", "I want to help humans."]
+
+
+@pytest.fixture
+def fake_judge_spec():
+    from persona_diff.judges import base
+
+    base._load_builtin()
+    base._REGISTRY["fake-steer"] = lambda rest, **kw: FakeJudge(QUESTIONS)
+    yield "fake-steer:x"
+    base._REGISTRY.pop("fake-steer", None)
+
+
+def _direction_folder(tmp_path, d_model):
+    from persona_diff.diffing import DiffResult
+
+    g = torch.Generator().manual_seed(0)
+    res = DiffResult("mean", LAYER, torch.randn(2, d_model, generator=g), torch.tensor([2.0, 1.0]), [-1, -1], [1, 1])
+    return res.save(tmp_path / "run" / "diffing" / "mean")
+
+
+def test_steer_cli_sweeps_with_control_and_resumes(tiny_llama, tmp_path, fake_judge_spec, capsys):
+    from persona_diff.cli import main
+
+    qfile = tmp_path / "q.yaml"
+    qfile.write_text(json.dumps(QUESTIONS))
+    folder = _direction_folder(tmp_path, 64)
+    out = tmp_path / "sweep"
+    argv = ["steer", "--model", str(tiny_llama), "--direction", str(folder), "--out", str(out), "--alphas", "0,4",
+            "--layers", "0,1", "--questions", str(qfile), "--judge", fake_judge_spec, "--samples", "1",
+            "--max-new-tokens", "3", "--device", "cpu"]
+    main(argv)
+    printed = capsys.readouterr().out
+    assert "layer 0: chosen α=" in printed and "layer 1: chosen α=" in printed
+    rows = [json.loads(x) for x in (out / "dose_response.jsonl").read_text().splitlines()]
+    assert {(r["layer"], r["direction"], r["alpha"]) for r in rows} == {
+        (ly, k, a) for ly in (0, 1) for k in ("persona", "random") for a in (0.0, 4.0)}
+    assert all(r["source"] == str(folder) and r["index"] == 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["layer"] for c in summary["cells"]] == [0, 1] and summary["direction"]["method"] == "mean"
+    assert (out / "dose_response.png").is_file()
+    main(argv)  # a rerun reuses every finished row
+    assert len((out / "dose_response.jsonl").read_text().splitlines()) == len(rows)
+    with pytest.raises(SystemExit) as e:
+        main([*argv[:-2], "--mode", "subtract"])
+    assert e.value.code == 2 and "--mode 'subtract' is not valid" in capsys.readouterr().err
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_scripts_run_as_api_examples(tiny_llama, tmp_path, fake_judge_spec, capsys):
+    qfile = tmp_path / "q.yaml"
+    qfile.write_text(json.dumps(QUESTIONS))
+    folder = _direction_folder(tmp_path, 64)
+    _script("steer_sweep").main([str(tiny_llama), str(folder), str(tmp_path / "s"), "--alphas", "0,2",
+                                 "--judge", fake_judge_spec, "--questions", str(qfile)])
+    assert f"layer {LAYER}: chosen α=" in capsys.readouterr().out
+    _script("ablate_topk").main([str(tiny_llama), str(folder), str(tmp_path / "a"), "--k", "2", "--each",
+                                 "--judge", fake_judge_spec, "--questions", str(qfile)])
+    names = [json.loads(x)["name"] for x in (tmp_path / "a" / "ablate_topk.jsonl").read_text().splitlines()]
+    assert names == ["none", "top2", "random2", "rank0", "rank1"]  # mean-diff directions have no latent id

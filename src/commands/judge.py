@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 from pathlib import Path
@@ -9,6 +10,31 @@ from pathlib import Path
 import typer
 
 from persona_diff.errors import PersonaDiffError
+
+_DATA_HELP = (
+    "Judged-answer CSV (question, answer, question_id, aligned, coherent), a folder of them, or a "
+    "glob: `--data dir/*.csv` (the shell's expansion and a quoted pattern both work; repeating "
+    "--data works too)."
+)
+_MORE_HELP = "More judged-answer CSVs: what a shell glob after --data expands to."
+
+
+def data_files(data: list[Path] | None, more: list[Path] | None = None) -> list[Path]:
+    """The --data values plus the extra arguments after them (a shell-expanded glob), with
+    quoted glob patterns expanded here; a pattern that matches nothing is an error."""
+    out: list[Path] = []
+    for p in [*(data or []), *(more or [])]:
+        text = str(p)
+        if glob.has_magic(text) and not p.exists():
+            hits = sorted(glob.glob(str(Path(text).expanduser()), recursive=True))
+            if not hits:
+                raise PersonaDiffError(f"--data {text} matches no file; check the pattern (e.g. --data runs/judged/*.csv)")
+            out.extend(Path(h) for h in hits)
+        else:
+            out.append(p)
+    if not out:
+        raise PersonaDiffError("no judged-answer files; pass them with --data (e.g. --data dir/*.csv)")
+    return out
 
 
 def _default_cache() -> Path:
@@ -26,11 +52,8 @@ def register(app: typer.Typer) -> None:
 
     @judge_app.command("calibrate")
     def calibrate(
-        data: list[Path] = typer.Option(
-            ...,
-            "--data",
-            help="Judged-answer CSV (question, answer, question_id, aligned, coherent) or a folder of them. Repeat the option for several.",
-        ),
+        data: list[Path] | None = typer.Option(None, "--data", help=_DATA_HELP),
+        more: list[Path] | None = typer.Argument(None, help=_MORE_HELP, show_default=False, metavar="[CSV]..."),
         out: Path = typer.Option(
             ..., "--out", help="Output folder for cfg.json + head.safetensors."
         ),
@@ -50,7 +73,7 @@ def register(app: typer.Typer) -> None:
         from persona_diff.judges.agreement import load_tables
         from persona_diff.judges.calibrated import fit_calibrated
 
-        tables = load_tables(data)
+        tables = load_tables(data_files(data, more))
         judge, rep = fit_calibrated(tables, encoder, max_answers=max_answers, seed=seed)
         judge.save(out)
         typer.echo(
@@ -61,11 +84,8 @@ def register(app: typer.Typer) -> None:
 
     @judge_app.command("agree")
     def agree(
-        data: list[Path] = typer.Option(
-            ...,
-            "--data",
-            help="Judged-answer CSV with reference aligned/coherent scores, or a folder of them. Repeat for several.",
-        ),
+        data: list[Path] | None = typer.Option(None, "--data", help=_DATA_HELP.replace("CSV (", "CSV with reference scores (")),
+        more: list[Path] | None = typer.Argument(None, help=_MORE_HELP, show_default=False, metavar="[CSV]..."),
         judge: str | None = typer.Option(
             None, "--judge", help="Judge spec: calibrated:DIR, hf:MODEL or openai:URL[#model]."
         ),
@@ -96,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
         if judge is None and not (lofo and encoder):
             raise PersonaDiffError("pass --judge SPEC, or --leave-one-file-out with --encoder NAME")
-        tables = load_tables(data)
+        tables = load_tables(data_files(data, more))
         if lofo:
             enc_spec = encoder
             if judge is not None:

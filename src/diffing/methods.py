@@ -14,7 +14,7 @@ from persona_diff.activations.loader import iter_store_batches
 from persona_diff.activations.reduce import ColumnStats, chunks, column_stats
 from persona_diff.activations.store import ActivationStore
 from persona_diff.diffing.base import DiffMethod, DiffResult, register_method
-from persona_diff.diffing.saving import save_coder, save_sae_lens
+from persona_diff.diffing.saving import sae_metadata, save_coder, save_sae_lens
 from persona_diff.diffing.train import CoderTrainConfig, train_coder
 from persona_diff.errors import PersonaDiffError
 from persona_diff.log import get_logger
@@ -156,7 +156,7 @@ class BaseSAEDiff(_CoderMethod):
             info["sae"] = str(sae_dir)
         else:
             coder, scale, st = self._train(store, layer, "base", 1)
-            sae_dir = save_sae_lens(coder, scale, self._dir("sae"), {"hook_name": f"blocks.{layer}"})
+            sae_dir = save_sae_lens(coder, scale, self._dir("sae"), sae_metadata(layer, store.models.get("base")))
             info.update({"sae": str(sae_dir), "train_fvu": st.fvu, "dead_fraction": st.dead_fraction})
         # use exactly what was saved, through SAELens, so the artifact and the ranking agree
         sae = SAE.load_from_disk(sae_dir)
@@ -188,7 +188,8 @@ class DiffSAE(_CoderMethod):
         store = _as_store(data)
         layer = store.check_layer(self.cfg.layer)
         coder, scale, st = self._train(store, layer, "diff", 1)
-        sae_dir = save_sae_lens(coder, scale, self._dir("sae"), {"hook_name": f"blocks.{layer}.diff"})
+        meta = sae_metadata(layer, store.models.get("base"), finetuned=store.models.get("finetuned"))
+        sae_dir = save_sae_lens(coder, scale, self._dir("sae"), meta)
         sae = SAE.load_from_disk(sae_dir)
         ad = _encoded_stats(sae, store, layer, "diff")
         norms = sae.W_dec.detach().norm(dim=-1)

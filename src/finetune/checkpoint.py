@@ -2,7 +2,10 @@
 
 A checkpoint folder ``checkpoint-000040/`` holds
 - ``adapter_config.json`` + ``adapter_model.safetensors`` (opens with `load_model` / vLLM LoRA);
-- ``trainer_state.json`` (step, base model + its fingerprint, config hash, loss history);
+  its ``base_model_name_or_path`` is something any tool resolves (`portable_base`: a folder
+  or a hub id, never a project alias such as ``smollm2-135m``);
+- ``trainer_state.json`` (step, base model as given, alias included, + its fingerprint,
+  config hash, loss history);
 - ``optimizer.safetensors`` (AdamW moments and step counts, flattened by parameter name).
 No pickles. Each folder is written under a temporary name and renamed when complete, so a
 kill or a full disk never leaves a half-written checkpoint: the previous one stays usable.
@@ -25,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from persona_diff.finetune.errors import CheckpointError
 from persona_diff.log import get_logger
+from persona_diff.models import embedded
 
 log = get_logger(__name__)
 
@@ -39,6 +43,26 @@ def base_fingerprint(model: Any) -> str:
     emb = model.get_input_embeddings().weight
     h.update(emb[:8, :64].detach().float().cpu().numpy().round(5).tobytes())
     return h.hexdigest()[:16]
+
+
+def portable_base(spec: str) -> str:
+    """The base as other tools (PEFT, vLLM, transformers) can load it: a project alias becomes
+    the HF folder it is materialised into, an existing local path its absolute path, a hub id
+    stays as it is."""
+    if spec in embedded.ALIASES:
+        return str(embedded.materialise_alias(spec).resolve())
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+def set_adapter_base(folder: Path, base_spec: str) -> None:
+    """Point ``folder/adapter_config.json`` at `portable_base(base_spec)`. The spec as given
+    (an alias, say) stays in the project's own ``trainer_state.json``, which `load_model`
+    reads first, so the adapter still loads where the folder does not exist."""
+    cfg_file = folder / "adapter_config.json"
+    data = json.loads(cfg_file.read_text())
+    data["base_model_name_or_path"] = portable_base(base_spec)
+    cfg_file.write_text(json.dumps(data, indent=2))
 
 
 def _is_dtensor(t: Any) -> bool:

@@ -36,6 +36,7 @@ from persona_diff.finetune.checkpoint import (
     prune,
     read_state,
     save_checkpoint,
+    set_adapter_base,
 )
 from persona_diff.finetune.config import SFTConfig
 from persona_diff.finetune.errors import FinetuneError, ResumeMismatchError
@@ -50,7 +51,8 @@ StepCallback = Callable[[int, float], None]
 
 
 def base_spec_for_config(spec: str) -> str:
-    """What adapter_config.json records as base: the alias, an absolute path, or a hub id."""
+    """The base as the project records it (trainer_state.json, pairs files): the alias, an
+    absolute path, or a hub id. adapter_config.json gets `checkpoint.portable_base` instead."""
     if spec in ALIASES:
         return spec
     p = Path(spec).expanduser()
@@ -186,10 +188,7 @@ class LoraSFTTrainer:
     def _save_adapter(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
         unwrapped = self.acc.unwrap_model(self.model)
         unwrapped.save_pretrained(str(folder), state_dict=state_dict, safe_serialization=True)
-        cfg_file = folder / "adapter_config.json"
-        data = json.loads(cfg_file.read_text())
-        data["base_model_name_or_path"] = self.base_spec
-        cfg_file.write_text(json.dumps(data, indent=2))
+        set_adapter_base(folder, self.base_spec)
 
     def _save(self, folder: Path, step: int, history: list[float], done: bool, with_opt: bool) -> None:
         # every rank: gathering sharded weights / optimizer state is a collective under FSDP / DeepSpeed

@@ -3,6 +3,12 @@
 This is how users reach a `vllm serve` server or any hosted judge. Stdlib only: timeouts,
 retry with exponential backoff on connection errors, timeouts and 5xx/429, and a clear
 `BackendError` for anything else (4xx, malformed JSON, missing fields).
+
+Requests go out concurrently, at most `max_concurrency` at a time (default 8; 1 sends them
+one by one): a server such as vLLM batches concurrent requests, so this is where its
+throughput comes from. Results come back in input order. When a request fails for good, the
+requests not yet sent are dropped and its `BackendError` is raised (the first failure by
+input order among those that ran).
 """
 
 from __future__ import annotations
@@ -13,13 +19,18 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from persona_diff.errors import BackendError
 from persona_diff.generation.base import Chat, Generator, SamplingParams, register
 from persona_diff.log import get_logger, progress
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class OpenAIChatClient(Generator):
@@ -34,6 +45,7 @@ class OpenAIChatClient(Generator):
         max_retries: int = 4,
         backoff: float = 1.0,
         show_progress: bool = True,
+        max_concurrency: int = 8,
     ):
         if "#" in base_url and model is None:
             base_url, model = base_url.split("#", 1)
@@ -46,7 +58,40 @@ class OpenAIChatClient(Generator):
         self.max_retries = max_retries
         self.backoff = backoff
         self.show_progress = show_progress
+        if int(max_concurrency) < 1:
+            raise BackendError(f"max_concurrency={max_concurrency} must be at least 1 (1 sends requests one at a time)")
+        self.max_concurrency = int(max_concurrency)
         self.name = f"openai:{self.base_url}#{self.model}"
+
+    def _map(self, fn: Callable[[int, T], R], items: Sequence[T], desc: str) -> list[R]:
+        """`[fn(i, x) for i, x in enumerate(items)]`, at most `max_concurrency` at a time, in order.
+
+        On the first failure the requests not yet started are cancelled, the running ones
+        finish, and the earliest failure by input order is raised.
+        """
+        n = len(items)
+        ticks = progress(range(n), desc, total=n, disable=not self.show_progress or None)
+        if min(self.max_concurrency, n) <= 1:
+            return [fn(i, items[i]) for i in ticks]
+        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, n), thread_name_prefix="persona-diff-http")
+        try:
+            futures = [pool.submit(fn, i, x) for i, x in enumerate(items)]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for _ in done:
+                    next(ticks, None)  # the progress bar counts finished requests
+                if any(f.exception() is not None for f in done):
+                    for f in pending:
+                        f.cancel()
+                    wait(pending)
+                    break
+            for f in futures:  # the first failure in input order, else every result
+                if not f.cancelled() and f.exception() is not None:
+                    raise f.exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
@@ -94,8 +139,7 @@ class OpenAIChatClient(Generator):
         return data
 
     def generate(self, chats: list[Chat], params: SamplingParams) -> list[list[str]]:
-        out = []
-        for i, chat in enumerate(progress(chats, "generate (http)", disable=not self.show_progress or None)):
+        def one(i: int, chat: Chat) -> list[str]:
             data = self._post(
                 "/chat/completions",
                 {
@@ -109,15 +153,14 @@ class OpenAIChatClient(Generator):
                 },
             )
             try:
-                answers = [c["message"]["content"] or "" for c in data["choices"]]
+                return [c["message"]["content"] or "" for c in data["choices"]]
             except (KeyError, TypeError):
                 raise BackendError(f"endpoint {self.base_url} returned choices without message content") from None
-            out.append(answers)
-        return out
+
+        return self._map(one, chats, "generate (http)")
 
     def next_token_logprobs(self, chats: list[Chat], top_k: int = 20) -> list[dict[str, float]]:
-        res = []
-        for chat in chats:
+        def one(_i: int, chat: Chat) -> dict[str, float]:
             data = self._post(
                 "/chat/completions",
                 {
@@ -132,13 +175,14 @@ class OpenAIChatClient(Generator):
             )
             try:
                 first = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-                res.append({d["token"]: float(d["logprob"]) for d in first})
+                return {d["token"]: float(d["logprob"]) for d in first}
             except (KeyError, IndexError, TypeError):
                 raise BackendError(
                     f"endpoint {self.base_url} returned no top_logprobs; it must support "
                     "`logprobs: true, top_logprobs: N` on chat completions"
                 ) from None
-        return res
+
+        return self._map(one, chats, "logprobs (http)")
 
 
 @register("openai")

@@ -310,7 +310,10 @@ class HFLogprobJudge(Judge):
 
 
 class OpenAILogprobJudge(Judge):
-    """Logprob judge over an OpenAI-compatible endpoint (first-token top logprobs)."""
+    """Logprob judge over an OpenAI-compatible endpoint (first-token top logprobs).
+
+    `client_kw` go to `OpenAIChatClient` (``max_concurrency``, ``timeout``, ``max_retries``...).
+    """
 
     def __init__(self, url: str, min_mass: float = MIN_MASS, top_k: int = 20, **client_kw: Any):
         from persona_diff.generation.openai_http import OpenAIChatClient
@@ -321,18 +324,22 @@ class OpenAILogprobJudge(Judge):
         self.top_k = top_k
         self.spec = f"openai:{self.client.base_url}#{self.client.model}"
 
+    # a batch goes to the client at once, which sends up to `max_concurrency` requests together
+    batch_size = 64
+
     def _score(self, requests: list[JudgeRequest]) -> list[float | None]:
-        out: list[float | None] = []
-        for r in requests:
-            prompt = fill_prompt(r.prompt, r.metric, r.question, r.answer)
-            try:
-                top = self.client.next_token_logprobs(
-                    [[{"role": "user", "content": prompt}]], top_k=self.top_k
-                )[0]
-            except BackendError as e:
-                raise BackendError(f"judge {self.spec}: {e}") from None
-            out.append(aggregate_integer_logprobs(integers_from_top_logprobs(top), self.min_mass))
-        return out
+        chats = [
+            [{"role": "user", "content": fill_prompt(r.prompt, r.metric, r.question, r.answer)}]
+            for r in requests
+        ]
+        try:
+            tops = self.client.next_token_logprobs(chats, top_k=self.top_k)
+        except BackendError as e:
+            raise BackendError(f"judge {self.spec}: {e}") from None
+        return [
+            aggregate_integer_logprobs(integers_from_top_logprobs(top), self.min_mass)
+            for top in tops
+        ]
 
     def describe(self) -> dict[str, Any]:
         return {

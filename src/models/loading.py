@@ -3,7 +3,9 @@
 A spec is one of:
 - an alias (``smollm2-135m``, the embedded default);
 - a local folder holding a HF model (``config.json``) or a PEFT adapter
-  (``adapter_config.json``; its base comes from that file or from ``base=``);
+  (``adapter_config.json``; its base comes from ``base=``, else the alias persona-diff
+  recorded in ``trainer_state.json`` when it trained the adapter, else that file's
+  ``base_model_name_or_path``);
 - a ``.gguf`` file (dequantised to float32 by transformers + gguf);
 - a Hugging Face hub id (needs network or a warm HF cache).
 
@@ -133,9 +135,23 @@ def _load_gguf(path: Path, dtype: str, where: Placement) -> tuple[PreTrainedMode
     return where.place(model), tok
 
 
+def _project_base(adapter_dir: Path) -> str | None:
+    """The base alias persona-diff recorded when it trained this adapter (trainer_state.json),
+    if it is one: adapter_config.json names the folder the alias was materialised into, which
+    does not exist on another machine, while the alias resolves everywhere."""
+    try:
+        name = json.loads((adapter_dir / "trainer_state.json").read_text()).get("base")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name in ALIASES else None
+
+
 def _adapter_base(adapter_dir: Path, base: str | None) -> str:
     if base:
         return base
+    alias = _project_base(adapter_dir)
+    if alias:
+        return alias
     cfg_file = adapter_dir / "adapter_config.json"
     try:
         cfg = json.loads(cfg_file.read_text())

@@ -1,11 +1,17 @@
-"""Saved directions: safetensors (key ``direction`` [D] or ``directions`` [k, D]) + JSON sidecar.
+"""The files a direction is read from and written to (`Direction.load` / `Direction.save`).
 
-Accepted paths:
-- a ``.safetensors`` file, with its sidecar ``<stem>.json`` or ``directions.json`` beside it;
-- a folder holding ``directions.safetensors`` + ``directions.json`` (what
-  `persona_diff.diffing.DiffResult.save` writes) or ``direction.safetensors`` + ``direction.json``.
+Written (`write_direction`): a folder with ``cfg.json`` (layer, convention, method,
+provenance) and ``direction.safetensors`` (key ``direction`` [D]).
 
-The sidecar must give ``layer`` (block index, convention of `persona_diff.models.layers`).
+Read (`read_directions`), every format the project has written:
+- that folder;
+- a diffing output folder: ``directions.safetensors`` (key ``directions`` [k, D]) +
+  ``directions.json`` (`persona_diff.diffing.DiffResult.save`);
+- a folder or file pair from the earlier ``save_direction``: ``direction.safetensors`` +
+  ``direction.json``, or ``NAME.safetensors`` + ``NAME.json`` (a ``directions.json`` beside it
+  also counts as its sidecar).
+
+Every sidecar gives ``layer`` (block index, convention of `persona_diff.models.layers`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from persona_diff.errors import PersonaDiffError
-from persona_diff.models.layers import LAYER_CONVENTION
+
+FORMAT = "persona_diff.direction"
+FORMAT_VERSION = 1
 
 
 class DirectionFileError(PersonaDiffError):
@@ -26,22 +34,27 @@ class DirectionFileError(PersonaDiffError):
 
 
 def direction_files(path: Path) -> tuple[Path, Path | None]:
+    """(safetensors file, JSON sidecar or None) of a direction file or folder."""
     if path.is_dir():
-        for stem in ("directions", "direction"):
+        for stem, sides in (("direction", ("cfg.json", "direction.json")), ("directions", ("directions.json",))):
             if (path / f"{stem}.safetensors").is_file():
-                side = path / f"{stem}.json"
-                return path / f"{stem}.safetensors", side if side.is_file() else None
-        raise DirectionFileError(f"{path} holds no directions.safetensors or direction.safetensors; pass a direction file or a diffing output folder")
+                side = next((path / s for s in sides if (path / s).is_file()), None)
+                return path / f"{stem}.safetensors", side
+        raise DirectionFileError(
+            f"{path} holds no direction.safetensors or directions.safetensors; pass a folder written by "
+            "Direction.save, a diffing output folder or a direction file"
+        )
     if not path.is_file():
         raise DirectionFileError(f"direction file {path} does not exist; check the path")
-    for side in (path.with_suffix(".json"), path.parent / "directions.json"):
+    for side in (path.with_suffix(".json"), path.parent / "directions.json", path.parent / "cfg.json"):
         if side.is_file():
             return path, side
     return path, None
 
 
-def load_direction(path: str | Path, index: int = 0) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The `index`-th direction ([D], float32) and its metadata (with ``layer``)."""
+def read_directions(path: str | Path) -> tuple[torch.Tensor, dict[str, Any], Path]:
+    """Every direction in `path` as a float32 [k, D] matrix, the sidecar's metadata (with
+    ``layer``) and the safetensors file they came from."""
     st, side = direction_files(Path(path))
     try:
         tensors = load_file(str(st))
@@ -53,24 +66,22 @@ def load_direction(path: str | Path, index: int = 0) -> tuple[torch.Tensor, dict
         mat = tensors["directions"].reshape(-1, tensors["directions"].shape[-1])
     else:
         raise DirectionFileError(f"{st} has keys {sorted(tensors)}; expected 'direction' [D] or 'directions' [k, D]")
-    if not 0 <= index < mat.shape[0]:
-        raise DirectionFileError(f"direction index {index} is out of range: {st} holds {mat.shape[0]} direction(s)")
-    meta: dict[str, Any] = json.loads(side.read_text()) if side else {}
+    try:
+        meta: dict[str, Any] = json.loads(side.read_text()) if side else {}
+    except json.JSONDecodeError as e:
+        raise DirectionFileError(f"{side} is not valid JSON ({e}); re-save the direction") from None
     if "layer" not in meta:
         raise DirectionFileError(
-            f"no layer for {st}: write a JSON sidecar ({st.with_suffix('.json').name}) with {{\"layer\": N}} "
-            "or pass the layer explicitly"
+            f"no layer for {st}: write a JSON sidecar ({st.with_suffix('.json').name}) with {{\"layer\": N}}, "
+            "or build the direction in Python: Direction(vector, layer=N)"
         )
-    rows = meta.get("directions")
-    if isinstance(rows, list) and index < len(rows) and isinstance(rows[index], dict):
-        meta = {**meta, "row": rows[index]}
-    return mat[index].float().clone(), meta
+    return mat.float(), meta, st
 
 
-def save_direction(path: str | Path, direction: torch.Tensor, layer: int, **meta: Any) -> Path:
-    """Write ``<path>.safetensors`` (key ``direction``) and ``<path>.json`` (layer, convention, meta)."""
-    p = Path(path).with_suffix(".safetensors")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"direction": direction.detach().float().contiguous().cpu()}, str(p))
-    p.with_suffix(".json").write_text(json.dumps({"layer": int(layer), "convention": LAYER_CONVENTION, **meta}, indent=1))
-    return p
+def write_direction(folder: str | Path, vector: torch.Tensor, cfg: dict[str, Any]) -> Path:
+    """``folder/direction.safetensors`` + ``folder/cfg.json``; returns the folder."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"direction": vector.detach().float().contiguous().cpu()}, str(out / "direction.safetensors"))
+    (out / "cfg.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **cfg}, indent=1, default=str))
+    return out

@@ -17,6 +17,7 @@ are reused on a rerun, so a killed sweep resumes; answers and scores go beside i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,12 @@ from persona_diff.generation.questions import Question
 from persona_diff.judges.base import Judge, JudgeRequest
 from persona_diff.log import get_logger
 from persona_diff.models.loading import LoadedModel
-from persona_diff.steering.hooks import steer
+from persona_diff.steering.direction import Direction
+from persona_diff.steering.hooks import SteeringError, random_like, steer
 
 log = get_logger(__name__)
+
+DEFAULT_ALPHAS = (0.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass
@@ -156,22 +160,26 @@ def dose_response(
     lm: LoadedModel,
     judge: Judge,
     questions: list[Question] | list[str],
-    direction: torch.Tensor,
-    layer: int,
-    alphas: list[float],
+    direction: torch.Tensor | Direction,
+    layer: int | None = None,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
     cfg: DoseResponseConfig | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (direction ∈ {persona, random}, α): EM%, coherent%, mean scores.
 
-    `direction` is used as given (α multiplies it in mode "add"; in mode "ablate" α is the
-    fraction of the component removed). Rows already in `cfg.out` are reused.
+    `direction` is a `Direction` (its layer is the default `layer`) or a [d_model] tensor
+    (then `layer` is required). It is used as given: α multiplies it in mode "add"; in mode
+    "ablate" α is the fraction of the component removed. Rows already in `cfg.out` are reused.
     """
     cfg = cfg or DoseResponseConfig()
+    if isinstance(direction, Direction):
+        layer = direction.layer if layer is None else layer
+        direction = direction.vector
+    if layer is None:
+        raise SteeringError("dose_response needs the layer: pass layer=N, or a Direction (which knows its layer)")
     direction = torch.as_tensor(direction).detach().cpu()
     kinds: list[tuple[str, torch.Tensor]] = [("persona", direction)]
     if cfg.random_control:
-        from persona_diff.steering.hooks import random_like
-
         kinds.append(("random", random_like(direction, cfg.control_seed)))
     done = {_key(r): r for r in read_rows(cfg.out)} if cfg.out else {}
     out: list[dict[str, Any]] = []
@@ -250,11 +258,11 @@ def steer_both_ways(
     ft: LoadedModel,
     judge: Judge,
     questions: list[Question] | list[str],
-    direction: torch.Tensor,
-    layer: int,
-    alphas: list[float],
+    direction: torch.Tensor | Direction,
+    layer: int | None,
+    alphas: Sequence[float],
     cfg: DoseResponseConfig | None = None,
-    ablate_alphas: list[float] | None = None,
+    ablate_alphas: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
     """Add the direction to the base model over `alphas`; ablate it in the fine-tune over
     `ablate_alphas` (default [0, 1]); both with the random control. Rows share `cfg.out`."""
