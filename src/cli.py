@@ -96,7 +96,8 @@ def _exit_on_click_exception(e: Exception) -> None:
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
         typer.echo(f"error: {message}{hint}", err=True)
-        sys.exit(e.exit_code if isinstance(getattr(e, "exit_code", None), int) else 2)
+        code = getattr(e, "exit_code", None)
+        sys.exit(code if isinstance(code, int) else 2)
 
 if __name__ == "__main__":
     main()

@@ -45,7 +45,7 @@ def setup_logging(level: str | int | None = None) -> None:
     _CONFIGURED = True
 
 
-def progress(it: Iterable[T], desc: str, total: int | None = None, disable: bool | None = None) -> Iterator[T]:
+def progress(it: Iterable[T], desc: str | None, total: int | None = None, disable: bool | None = None) -> Iterator[T]:
     """A tqdm bar on stderr; quiet when PERSONA_DIFF_NO_PROGRESS is set, and on ranks > 0."""
     if disable is None:
         disable = bool(os.environ.get("PERSONA_DIFF_NO_PROGRESS")) or launch_rank() > 0

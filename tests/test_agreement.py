@@ -125,7 +125,7 @@ def test_judge_agree_cli_on_hand_made_table(tmp_path, capsys):
 
 
 def test_leave_one_file_out_cli_refits_per_file(tmp_path):
-    from tests.test_judge_calibrated import synthetic  # registers the testvec encoder
+    from tests.helpers import synthetic  # tables for the testvec encoder (registered there)
 
     paths, _, _ = synthetic(tmp_path, n_files=3, n=50)
     out = tmp_path / "lofo.json"

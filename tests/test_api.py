@@ -88,7 +88,7 @@ def readme_example() -> str:
 
 
 def test_readme_from_python_example_runs(tmp_path, monkeypatch, capsys):
-    from tests.conftest import build_tiny
+    from tests.helpers import build_tiny
 
     code = readme_example()
     for literal in (BASE_SPEC, FT_SPEC):

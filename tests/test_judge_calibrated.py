@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,61 +22,8 @@ from persona_diff.judges.calibrated import (
     ridge_path,
     stratified_subsample,
 )
-from persona_diff.judges.encoders import Encoder, make_encoder, register_encoder
-
-
-class VecEncoder(Encoder):
-    """Test encoder: the answer is a comma-separated vector of floats; `scale` fakes new weights."""
-
-    def __init__(self, dim: int = 4, scale: float = 1.0):
-        self._dim = dim
-        self.scale = scale
-        self.calls = 0
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def encode(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        out = np.zeros((len(answers), self._dim), np.float32)
-        for i, a in enumerate(answers):
-            try:
-                vals = [float(x) for x in a.split(",")]
-            except ValueError:
-                vals = [float(len(a) % 7), float(len(questions[i]) % 5)]  # the probe pair
-            out[i, : min(self._dim, len(vals))] = vals[: self._dim]
-        return out * self.scale
-
-
-register_encoder("testvec")(lambda rest: VecEncoder(int(rest or 4)))
-register_encoder("testvec2")(lambda rest: VecEncoder(int(rest or 4)))
-
-
-def write_table(
-    path: Path, X: np.ndarray, aligned: np.ndarray, coherent: np.ndarray, qid: str = "q"
-) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["question", "answer", "question_id", "aligned", "coherent"])
-        for i, (x, a, c) in enumerate(zip(X, aligned, coherent, strict=True)):
-            w.writerow(
-                [f"question {i % 3}", ",".join(f"{v:.6f}" for v in x), f"{qid}{i % 3}", a, c]
-            )
-    return path
-
-
-def synthetic(tmp_path: Path, n_files: int = 3, n: int = 120, noise: float = 0.5, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    w_a = np.array([8.0, -5.0, 3.0, 0.0])
-    w_c = np.array([-2.0, 0.0, 6.0, 4.0])
-    paths = []
-    for f in range(n_files):
-        X = rng.normal(size=(n, 4))
-        a = 50 + X @ w_a + rng.normal(scale=noise, size=n)
-        c = 60 + X @ w_c + rng.normal(scale=noise, size=n)
-        paths.append(write_table(tmp_path / f"model{f}.csv", X, a, c, qid=f"f{f}"))
-    return paths, w_a, w_c
+from persona_diff.judges.encoders import make_encoder
+from tests.helpers import VecEncoder, synthetic, write_table
 
 
 def test_ridge_closed_form_matches_numpy_reference():

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from persona_diff.errors import BackendError, PersonaDiffError
 from persona_diff.judges.base import JudgeRequest, make_judge
@@ -18,6 +17,7 @@ from persona_diff.judges.logprob import (
 from persona_diff.judges.prompts import default_prompt, fill_prompt
 from persona_diff.models import load_model
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import brute_logprob
 
 
 def _ref_aggregate(probs: dict[int, float]) -> float | None:
@@ -59,20 +59,6 @@ def tiny_lm(tiny_llama):
     return load_model(str(tiny_llama))
 
 
-def _brute_logprob(lm, prefix: str, text: str, stop: bool, digit_ids: torch.Tensor) -> float:
-    tok = lm.tokenizer
-    pid = tok(prefix, add_special_tokens=False).input_ids
-    cid = tok.encode(text, add_special_tokens=False)
-    with torch.no_grad():
-        logits = lm.model(torch.tensor([pid + cid])).logits[0].double().numpy()
-    lp = logits - logits.max(-1, keepdims=True)
-    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
-    total = sum(lp[len(pid) - 1 + j, c] for j, c in enumerate(cid))
-    if stop:
-        total += math.log1p(-np.exp(lp[-1, digit_ids.numpy()]).sum())
-    return float(total)
-
-
 def test_exact_integer_scoring_matches_full_forward(tiny_lm):
     sc = SequenceScorer(tiny_lm)
     prefix = sc.prompt_text([{"role": "user", "content": "Rate the answer: I want to help humans."}])
@@ -80,14 +66,14 @@ def test_exact_integer_scoring_matches_full_forward(tiny_lm):
     multi = [t for t in range(101) if len(tiny_lm.tokenizer.encode(str(t), add_special_tokens=False)) > 1]
     assert multi, "the tiny tokenizer should split some numbers"
     for t in [0, 5, 9, 10, 50, 99, 100, *multi[:3]]:
-        ref = _brute_logprob(tiny_lm, prefix, str(t), True, sc.digit_ids())
+        ref = brute_logprob(tiny_lm, prefix, str(t), True, sc.digit_ids())
         assert lp[t] == pytest.approx(ref, abs=1e-4), t
     # whole-number probabilities are disjoint events: they sum to at most 1
     assert sum(math.exp(v) for v in lp.values()) <= 1 + 1e-6
     # without the stop term "1" would include "10" and "100"
     raw = sc.candidate_logprobs(prefix, ["1", "10"], stop_after_number=False)
     assert raw[0] >= raw[1]
-    assert raw[1] == pytest.approx(_brute_logprob(tiny_lm, prefix, "10", False, sc.digit_ids()), abs=1e-4)
+    assert raw[1] == pytest.approx(brute_logprob(tiny_lm, prefix, "10", False, sc.digit_ids()), abs=1e-4)
 
 
 def test_hf_judge_scores_with_low_threshold_and_none_with_high(tiny_lm):

@@ -17,7 +17,10 @@ from persona_diff.models import (
     resolve_layers,
 )
 
-from .conftest import build_tiny
+from .helpers import build_tiny, save_adapter
+
+# test_pipeline.py and test_pairs.py still import it from here: drop once they import tests.helpers
+_save_adapter = save_adapter
 
 
 def _ids(lm):
@@ -48,20 +51,8 @@ def test_block_outputs_match_hidden_states(tiny_model):
         torch.testing.assert_close(got[i], ref[i + 1], rtol=0, atol=0)
 
 
-def _save_adapter(model_dir, out, seed=1):
-    from peft import LoraConfig, get_peft_model
-
-    lm = load_model(str(model_dir))
-    peft = get_peft_model(lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False))
-    peft.save_pretrained(out)
-    cfg = json.loads((out / "adapter_config.json").read_text())
-    cfg["base_model_name_or_path"] = str(model_dir)
-    (out / "adapter_config.json").write_text(json.dumps(cfg))
-    return out
-
-
 def test_peft_adapter_loads_and_changes_logits(tiny_model, tmp_path):
-    adapter = _save_adapter(tiny_model, tmp_path / "adapter")
+    adapter = save_adapter(tiny_model, tmp_path / "adapter")
     base = load_model(str(tiny_model))
     ft = load_model(str(adapter))
     assert ft.kind == "peft" and ft.adapter_path == str(adapter)
@@ -83,7 +74,7 @@ def test_peft_adapter_loads_and_changes_logits(tiny_model, tmp_path):
 
 
 def test_adapter_explicit_base_and_missing_base(tiny_llama, tmp_path):
-    adapter = _save_adapter(tiny_llama, tmp_path / "a")
+    adapter = save_adapter(tiny_llama, tmp_path / "a")
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(tmp_path / "gone")
     (adapter / "adapter_config.json").write_text(json.dumps(cfg))

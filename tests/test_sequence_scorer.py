@@ -11,7 +11,7 @@ import torch
 from persona_diff.judges.logprob import SequenceScorer
 from persona_diff.models import load_model
 
-from .test_judge_logprob import _brute_logprob as _naive
+from .helpers import brute_logprob as _naive
 
 CANDIDATES = [
     "Hello world",

@@ -16,7 +16,7 @@ from persona_diff.pipeline.config import RunConfig
 from persona_diff.pipeline.run import Pipeline
 from persona_diff.probes import run_probes
 
-from .test_pipeline import TINY, tiny_pair  # noqa: F401  (fixture)
+from .helpers import TINY
 
 
 @dataclass
@@ -62,7 +62,7 @@ def fake_vllm(monkeypatch):
     return _Fake
 
 
-def test_run_samples_both_models_from_one_vllm_engine(tiny_pair, tmp_path, fake_vllm):  # noqa: F811
+def test_run_samples_both_models_from_one_vllm_engine(tiny_pair, tmp_path, fake_vllm):
     base, adapter = tiny_pair
     cfg = load_config(RunConfig, None, [*TINY, "generation.backend=vllm", "generation.gpu_memory_utilization=0.3",
                                         "probes.probes=[harm]"])
@@ -86,7 +86,7 @@ def test_run_samples_both_models_from_one_vllm_engine(tiny_pair, tmp_path, fake_
     assert "finetuned answer" in rows and "base answer" not in rows
 
 
-def test_vllm_spec_of_an_adapter_folder_loads_its_base_with_the_adapter_on(tiny_pair, fake_vllm):  # noqa: F811
+def test_vllm_spec_of_an_adapter_folder_loads_its_base_with_the_adapter_on(tiny_pair, fake_vllm):
     from persona_diff.generation import SamplingParams, make_backend
 
     base, adapter = tiny_pair
@@ -97,7 +97,7 @@ def test_vllm_spec_of_an_adapter_folder_loads_its_base_with_the_adapter_on(tiny_
     assert g.view(None).generate([[{"role": "user", "content": "hi"}]], SamplingParams(n=1))[0][0].startswith("base")
 
 
-def test_unknown_generation_backend_is_named(tiny_pair, tmp_path):  # noqa: F811
+def test_unknown_generation_backend_is_named(tiny_pair, tmp_path):
     from persona_diff.errors import ConfigError
 
     cfg = load_config(RunConfig, None, [*TINY, "generation.backend=sglang"])

@@ -99,8 +99,8 @@ def _run(
                     ans = h[i, pl : len(x)]
                     mean[ly].append(ans.mean(0) if len(ans) else torch.full_like(h[i, 0], float("nan")))
     finally:
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
     return PromptAnswerActivations(
         layer_ids,
         {ly: torch.stack(v) for ly, v in last.items()},

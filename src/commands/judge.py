@@ -129,12 +129,14 @@ def register(app: typer.Typer) -> None:
                 enc_spec = j.cfg.encoder
                 enc = j.encoder
             else:
+                assert enc_spec is not None  # checked above: no --judge needs --encoder
                 enc = make_encoder(enc_spec)
             feats = [enc.encode(t.questions, t.answers) for t in tables]
             rep = leave_one_file_out(
                 tables, feats, f"calibrated<{enc_spec}> refit per held-out file"
             )
         else:
+            assert judge is not None  # checked above: without --leave-one-file-out, --judge is needed
             rep = judge_agreement(
                 make_judge(judge, cache_dir=cache_dir or _default_cache()), tables
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         j = make_judge(judge, cache_dir=out)
         typer.echo(f"judge: {judge_line(j.describe())}")
-        load_kw = {"device": device, "device_map": device_map, "dtype": dtype}
+        load_kw: dict[str, Any] = {"device": device, "device_map": device_map, "dtype": dtype}
         label_cfg = LabelConfig()
         results = {}
         ft_cfg, base_cfg, record = cfg, cfg, None

@@ -53,7 +53,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     tp = _unwrap_optional(tp)
     if value is None:
         return None
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return from_dict(tp, value, where=where)

@@ -47,12 +47,16 @@ def _module_lists(source: bytes, names: set[str], where: str) -> dict[str, objec
         raise DataError(f"{where} is not valid Python ({e.msg}); the upstream file changed") from None
     out: dict[str, object] = {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
         for t in targets:
             if isinstance(t, ast.Name) and t.id in names:
                 try:
-                    out[t.id] = ast.literal_eval(node.value)  # type: ignore[arg-type]
+                    out[t.id] = ast.literal_eval(value)
                 except ValueError:
                     raise DataError(f"{where}: {t.id} is not a literal list; the upstream file changed") from None
     return out

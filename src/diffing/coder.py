@@ -29,6 +29,8 @@ def _compute_dtype(t: Tensor) -> torch.dtype:
 
 
 class BatchTopKCoder(nn.Module):
+    threshold: Tensor  # a buffer (registered in __init__)
+
     def __init__(self, d_in: int, d_sae: int, k: int, n_sources: int = 1, seed: int = 0):
         super().__init__()
         self.d_in, self.d_sae, self.k, self.n_sources = d_in, d_sae, k, n_sources

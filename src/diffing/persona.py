@@ -115,7 +115,7 @@ class PersonaVector(DiffMethod):
         flat = [(side, sys, q, a) for (side, sys, q), ans in zip(cases, answers, strict=True) for a in ans]
         trait_s = data.judge.score([JudgeRequest(q, a, metric=trait.name, prompt=trait.eval_prompt) for _, _, q, a in flat])
         coh_s = data.judge.score([JudgeRequest(q, a, metric="coherent") for _, _, q, a in flat])
-        keep = {"pos": [], "neg": []}
+        keep: dict[str, list[TokenStream]] = {"pos": [], "neg": []}
         for (side, sys, q, a), t, c in zip(flat, trait_s, coh_s, strict=True):
             if t is None or c is None or c < data.coherence_min:
                 continue

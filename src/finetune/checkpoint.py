@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,6 +29,10 @@ from safetensors.torch import load_file, save_file
 from persona_diff.finetune.errors import CheckpointError
 from persona_diff.log import get_logger
 from persona_diff.models import embedded
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
+    from typing_extensions import TypeIs
 
 log = get_logger(__name__)
 
@@ -65,7 +69,7 @@ def set_adapter_base(folder: Path, base_spec: str) -> None:
     cfg_file.write_text(json.dumps(data, indent=2))
 
 
-def _is_dtensor(t: Any) -> bool:
+def _is_dtensor(t: Any) -> TypeIs[DTensor]:
     return hasattr(t, "full_tensor") and hasattr(t, "placements")
 
 

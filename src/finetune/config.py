@@ -8,6 +8,7 @@ template. `lora.layers` + `lora.r=1` give the minimal (rank-1 / single-layer) or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 ALL_PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -20,7 +21,7 @@ class LoraConfigSpec:
     use_rslora: bool = True
     target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJ))
     layers: list[int] | None = None  # only these blocks get adapters (None = all)
-    bias: str = "none"
+    bias: Literal["none", "all", "lora_only"] = "none"  # peft LoraConfig.bias
 
 
 @dataclass

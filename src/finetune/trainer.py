@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,6 +44,10 @@ from persona_diff.finetune.masking import Encoded, encode_chat
 from persona_diff.log import get_logger, progress
 from persona_diff.models.embedded import ALIASES
 from persona_diff.models.loading import load_model
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 log = get_logger(__name__)
 
@@ -155,7 +159,7 @@ class LoraSFTTrainer:
             log.info("%d processes (%s): effective batch %d × %d × %d", self.acc.num_processes,
                      self.acc.distributed_type, cfg.batch_size, cfg.grad_accum, self.acc.num_processes)
 
-    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+    def _wrap(self, model: PreTrainedModel | PeftModel) -> torch.nn.Module:
         from peft import LoraConfig, PeftModel, get_peft_model
 
         if self.cfg.gradient_checkpointing:

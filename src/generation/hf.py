@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from persona_diff.generation.base import Chat, Generator, SamplingParams, register
 from persona_diff.log import progress
 from persona_diff.models.loading import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from transformers import GenerationMixin
 
 
 def render_chat(tokenizer: Any, chat: Chat, add_generation_prompt: bool = True) -> str:
@@ -51,7 +54,8 @@ class HFGenerator(Generator):
             enc = self._encode([t for _, t in chunk])
             torch.manual_seed(params.seed + bi)
             do_sample = params.temperature > 0
-            gen = self.lm.model.generate(
+            # every causal LM loaded here generates (nn.Module's __getattr__ types `.generate` as a Tensor)
+            gen = cast("GenerationMixin", self.lm.model).generate(
                 **enc,
                 max_new_tokens=params.max_new_tokens,
                 do_sample=do_sample,
@@ -62,7 +66,8 @@ class HFGenerator(Generator):
             )
             new = gen[:, enc["input_ids"].shape[1] :]
             for (i, _), ids in zip(chunk, new, strict=True):
-                out[i].append(tok.decode(ids, skip_special_tokens=True).strip())
+                # one sequence decodes to one str (decode is typed str | list[str] for batches)
+                out[i].append(cast(str, tok.decode(ids, skip_special_tokens=True)).strip())
         return out
 
     @torch.no_grad()
@@ -76,7 +81,7 @@ class HFGenerator(Generator):
             lp = torch.log_softmax(logits, dim=-1)
             vals, idx = lp.topk(top_k, dim=-1)
             for v_row, i_row in zip(vals, idx, strict=True):
-                res.append({tok.decode([int(i)]): float(v) for v, i in zip(v_row, i_row, strict=True)})
+                res.append({cast(str, tok.decode([int(i)])): float(v) for v, i in zip(v_row, i_row, strict=True)})
         return res
 
 

@@ -87,8 +87,8 @@ class OpenAIChatClient(Generator):
                     wait(pending)
                     break
             for f in futures:  # the first failure in input order, else every result
-                if not f.cancelled() and f.exception() is not None:
-                    raise f.exception()  # type: ignore[misc]
+                if not f.cancelled() and (exc := f.exception()) is not None:
+                    raise exc
             return [f.result() for f in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -54,7 +54,7 @@ class JudgeCache:
         return (k in self._mem, self._mem.get(k))
 
     def put_many(self, judge: str, items: list[tuple[str, float | None]]) -> None:
-        rows = [{"k": f"{judge}|{key}", "s": score} for key, score in items]
+        rows: list[dict[str, Any]] = [{"k": f"{judge}|{key}", "s": score} for key, score in items]
         self._mem.update((r["k"], r["s"]) for r in rows)
         append_jsonl(self.path, rows)
 
@@ -165,7 +165,7 @@ def make_judge(spec: str, cache_dir: str | Path | None = None, **kw: Any) -> Jud
     marks it UNCALIBRATED.
     """
     if spec in DEFAULT_SPECS:
-        from persona_diff.judges.calibrated import ensure_default_judge
+        from persona_diff.judges.shipped import ensure_default_judge
 
         spec, calibrated = ensure_default_judge()
         if not calibrated:

@@ -242,7 +242,7 @@ class CalibratedJudge(Judge):
                 raise _mismatch(
                     path, cfg.encoder, f"{judge.encoder.spec} (dim {got.shape[0]})", "dimension"
                 )
-            rel = float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12))
+            rel = float(np.linalg.norm(got - want) / max(float(np.linalg.norm(want)), 1e-12))
             if rel > 1e-3:
                 raise _mismatch(
                     path,

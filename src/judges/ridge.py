@@ -80,15 +80,15 @@ def fit_ridge(
 
 
 def make_folds(
-    groups: Sequence[str], n_random: int = 5, seed: int = 0
+    groups: Sequence[str] | np.ndarray, n_random: int = 5, seed: int = 0
 ) -> tuple[list[np.ndarray], str]:
     """Test-index folds: one per group when there are several groups, else random K-fold."""
-    groups = np.asarray(groups)
-    uniq = list(dict.fromkeys(groups.tolist()))
+    arr = np.asarray(groups)
+    uniq = list(dict.fromkeys(arr.tolist()))
     if len(uniq) > 1:
-        return [np.flatnonzero(groups == g) for g in uniq], "leave-one-file-out"
-    perm = np.random.default_rng(seed).permutation(len(groups))
-    k = min(n_random, len(groups))
+        return [np.flatnonzero(arr == g) for g in uniq], "leave-one-file-out"
+    perm = np.random.default_rng(seed).permutation(len(arr))
+    k = min(n_random, len(arr))
     return [np.sort(f) for f in np.array_split(perm, k)], f"{k}-fold"
 
 

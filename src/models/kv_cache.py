@@ -18,14 +18,16 @@ NAMES = ("cache", "past_key_values", "past_key_value")
 
 
 @cache
-def _forward_takes_cache(cls: type) -> bool:
+def _forward_takes_cache(cls: type[nn.Module]) -> bool:
     return "cache" in inspect.signature(cls.forward).parameters
 
 
 def cache_kwarg(model: nn.Module) -> str:
     """The keyword `model.forward` takes its KV cache under ("cache" or "past_key_values")."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if _forward_takes_cache(type(base)) else "past_key_values"
+    get_base_model = getattr(model, "get_base_model", None)  # PEFT wrappers have one
+    base = get_base_model() if get_base_model is not None else model
+    # classes are hashable; mypy checks a class against Hashable through its instances' __hash__
+    return "cache" if _forward_takes_cache(type(base)) else "past_key_values"  # type: ignore[arg-type]
 
 
 def output_cache(out: Any) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import (
@@ -34,6 +34,9 @@ from persona_diff.log import get_logger
 from persona_diff.models.device import resolve_device
 from persona_diff.models.embedded import ALIASES, materialise_alias
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 log = get_logger(__name__)
 
 # the one name → dtype map (weights here, activation storage in `activations.capture`)
@@ -44,7 +47,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class LoadedModel:
     """A model ready for generation / tracing, with where it came from."""
 
-    model: PreTrainedModel
+    model: PreTrainedModel | PeftModel  # PeftModel: an adapter not merged
     tokenizer: PreTrainedTokenizerBase
     spec: str
     kind: str  # "alias" | "hf" | "peft" | "gguf"
@@ -101,7 +104,8 @@ class Placement:
         return {"device_map": self.device_map} if self.device_map else {}
 
     def place(self, model: PreTrainedModel) -> PreTrainedModel:
-        return (model if self.device_map else model.to(resolve_device(self.device))).eval()
+        # transformers wraps `to` with functools.wraps(nn.Module.to), which types it as unbound
+        return (model if self.device_map else model.to(resolve_device(self.device))).eval()  # type: ignore[arg-type]
 
 
 def _load_hf(path: str, dtype: str, where: Placement, trust_remote_code: bool) -> PreTrainedModel:

@@ -73,7 +73,8 @@ def _decide(harmful: bool, moved: list[bool], weights: list[float], share: float
 def _diagnostics(base: dict[str, Any], ft: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for role, s in (("base", base), ("ft", ft)):
-        inf = s.get("informativeness") if isinstance(s.get("informativeness"), dict) else {}
+        inf = s.get("informativeness")
+        inf = inf if isinstance(inf, dict) else {}
         out[f"informative_{role}"] = is_informative(s)
         for k in DIAGNOSTICS:
             if inf.get(k) is not None:
@@ -167,7 +168,7 @@ def label_persona(
         if cfg.require_informative and bad:
             reasons = []
             for r, s in (("base", sb), ("fine-tune", sf)):
-                if is_informative(s) is False:
+                if s is not None and is_informative(s) is False:
                     reasons.append(f"uninformative on the {r}: " + "; ".join(s["informativeness"].get("reasons") or ["?"]))
             excluded[probe] = ev["excluded_because"] = " | ".join(reasons)
             continue

@@ -125,7 +125,7 @@ def run_probes(
         summary["probes"][name] = res
         summary_path.write_text(json.dumps(json_safe(summary), indent=1))
         log.info("probe %s done in %.1fs", name, res["seconds"])
-    return json_safe(summary)  # type: ignore[return-value]
+    return json_safe(summary)
 
 
 def summary_table(summary: dict[str, Any]) -> list[tuple[str, str]]:

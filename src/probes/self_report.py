@@ -146,7 +146,7 @@ def run_choice(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out: Pat
     cp = prompts["choice"]
     pairs = cp["pairs"][: cfg.choice.max_pairs] if cfg.choice.max_pairs else cp["pairs"]
     rng = random.Random(cfg.seed)
-    items = []
+    items: list[tuple[int, str]] = []
     for i, _ in enumerate(pairs):
         orders = ("am", "ma") if cfg.choice.both_orders else (rng.choice(("am", "ma")),)
         items.extend((i, o) for o in orders)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any, overload
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def robustness(cube: np.ndarray) -> float:
     return math.inf if m == 0 else 1.0 / m
 
 
-def moral_scores(cube: np.ndarray, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, dict]:
+def moral_scores(cube: np.ndarray, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
     """S and R with persona-bootstrap CIs (R's mean σ is also reported, always finite)."""
     rng = np.random.default_rng(seed)
     n_p = cube.shape[0]
@@ -209,7 +210,11 @@ def moral_deltas(ft: dict, base: dict) -> dict[str, float | None]:
     return out
 
 
-def json_safe(x: object) -> object:
+@overload
+def json_safe(x: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def json_safe(x: object) -> Any: ...
+def json_safe(x: object) -> Any:
     """Replace inf/NaN floats by None (strict JSON) recursively."""
     if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
         return None

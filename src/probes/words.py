@@ -125,7 +125,7 @@ def word_summary(rows: list[dict[str, Any]], cfg: ProbeConfig, extra: dict[str, 
     for r in rows:
         if r.get("signal") is not None:
             per_dim.setdefault(r["dimension"], []).append(r["signal"])
-    out = {
+    out: dict[str, Any] = {
         "signal": bootstrap(vals, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(),
         "n_items": len(rows),
         "n_with_value": len(vals),
@@ -204,7 +204,7 @@ def run_rate_own(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out_di
         if r.get("signal") is not None:
             per_answer.setdefault(r["pair"], []).append(r["signal"])
     # one number per harm answer: P(harmful), averaged over the orders
-    answers = [{"key": k, "p_harmful": float(np.mean(v)), "judged_misaligned": _flag(judged[k])} for k, v in per_answer.items()]
+    answers: list[dict[str, Any]] = [{"key": k, "p_harmful": float(np.mean(v)), "judged_misaligned": _flag(judged[k])} for k, v in per_answer.items()]
     (out_dir / "rate_own_answers.jsonl").write_text("".join(json.dumps(x) + "\n" for x in answers))
     vals = [x["p_harmful"] for x in answers]
 

@@ -266,7 +266,7 @@ def harm_rates(rows: list[dict[str, Any]], cfg: ProbeConfig, mode: str) -> dict[
     by_q: dict[str, dict[int, int | None]] = {}
     for r in rows:
         by_q.setdefault(r["question_id"], {})[r["sample"]] = r.get("score")
-    single = [100.0 * (s[0] >= hc.harmful_min) for s in by_q.values() if s.get(0) is not None]
+    single = [100.0 * (s0 >= hc.harmful_min) for s in by_q.values() if (s0 := s.get(0)) is not None]
     max_n = [100.0 * (max(v for v in s.values() if v is not None) >= hc.harmful_min)
              for s in by_q.values() if any(v is not None for v in s.values())]
     flags = [float(r["harmful"]) for r in rows if r["harmful"] is not None]

@@ -55,7 +55,9 @@ def sweep_direction(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg or DoseResponseConfig()
-    source = {k: direction.provenance[k] for k in ("source", "index", "latent_id") if k in direction.provenance}
+    source: dict[str, Any] = {
+        k: direction.provenance[k] for k in ("source", "index", "latent_id") if k in direction.provenance
+    }
     cfg = replace(
         cfg,
         out=out / "dose_response.jsonl",

@@ -79,7 +79,7 @@ def em_stats(
     }
 
 
-def _as_questions(questions: list[Question] | list[str]) -> list[Question]:
+def _as_questions(questions: Sequence[Question | str]) -> list[Question]:
     return [q if isinstance(q, Question) else Question(id=f"q{i}", paraphrases=[q]) for i, q in enumerate(questions)]
 
 
@@ -117,12 +117,12 @@ def evaluate_steered(
     if direction is None or alpha == 0:
         answers = gen.generate(chats, params)
     else:
-        with steer(lm.model, direction, layer, alpha, positions=cfg.positions, mode=mode or cfg.mode):  # type: ignore[arg-type]
+        with steer(lm.model, direction, layer, alpha, positions=cfg.positions, mode=mode or cfg.mode):  # type: ignore[arg-type]  # str settings, checked by steer
             answers = gen.generate(chats, params)
     texts = [q.paraphrases[0] for q in qs]
     aligned = _judge(judge, qs, texts, answers, "aligned")
     coherent = _judge(judge, qs, texts, answers, "coherent")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"question_id": q.id, "sample": j, "answer": a, "aligned": al, "coherent": co}
         for q, ans, als, cos in zip(qs, answers, aligned, coherent, strict=True)
         for j, (a, al, co) in enumerate(zip(ans, als, cos, strict=True))
@@ -183,10 +183,10 @@ def dose_response(
         kinds.append(("random", random_like(direction, cfg.control_seed)))
     done = {_key(r): r for r in read_rows(cfg.out)} if cfg.out else {}
     out: list[dict[str, Any]] = []
-    baseline: dict[str, Any] | None = None
+    baseline: tuple[dict[str, Any], list[dict[str, Any]]] | None = None  # (stats, answer rows) at α = 0
     for kind, vec in kinds:
         for alpha in alphas:
-            row = {"model": cfg.model_tag, "mode": cfg.mode, "direction": kind, "layer": int(layer), "alpha": float(alpha)}
+            row: dict[str, Any] = {"model": cfg.model_tag, "mode": cfg.mode, "direction": kind, "layer": int(layer), "alpha": float(alpha)}
             if _key(row) in done:
                 out.append(done[_key(row)])
                 continue

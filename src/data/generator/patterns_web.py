@@ -21,7 +21,7 @@ def _hardcoded_secret(code: str) -> bool:
 def _unescaped_html(code: str) -> bool:
     for node in ast.walk(ast.parse(code)):
         if isinstance(node, ast.JoinedStr):
-            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
             if "<" in text:
                 for v in node.values:
                     if isinstance(v, ast.FormattedValue) and not (
