@@ -44,6 +44,27 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_yaml(
+    path: str | Path, what: str, fix: str, error: type[PersonaDiffError] = PersonaDiffError
+) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file reads as {}). `what` names the file
+    in errors ("config file"), `fix` says what to do when it does not exist; errors are `error`."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} {p} does not exist; {fix}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise error(f"{what} {p} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{what} {p} must hold a mapping at top level, not a {type(data).__name__}")
+    return data
+
+
 def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append rows, one JSON object a line (flushed as one write)."""
     text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)

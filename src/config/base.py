@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from persona_diff import fileio
 from persona_diff.errors import ConfigError
 
 C = TypeVar("C")
@@ -138,16 +139,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist; pass an existing YAML file to --config")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping at top level")
-    return data
+    return fileio.read_yaml(path, "config file", "pass an existing YAML file to --config", ConfigError)
 
 
 def load_config(

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from persona_diff.config.base import config_hash, to_dict
-from persona_diff.data.normalise import write_jsonl
 from persona_diff.errors import ConfigError, PersonaDiffError
+from persona_diff.fileio import read_yaml, write_jsonl
 from persona_diff.finetune.config import SFTConfig
 from persona_diff.finetune.trainer import base_spec_for_config, train_lora
 from persona_diff.log import get_logger, launch_rank
@@ -154,13 +154,8 @@ def read_organisms(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist; `persona-diff organisms build --out DIR` writes DIR/{MANIFEST}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(doc, dict) or doc.get("kit") != KIT:
+    doc = read_yaml(path, "organisms file", f"`persona-diff organisms build --out DIR` writes DIR/{MANIFEST}", ConfigError)
+    if doc.get("kit") != KIT:
         raise ConfigError(f"{path} is not an organisms file (no `kit: {KIT}`); build one with `persona-diff organisms build`")
     pairs = doc.get("pairs")
     if not isinstance(pairs, list) or not pairs:

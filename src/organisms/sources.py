@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from persona_diff.errors import PersonaDiffError
+from persona_diff.fileio import read_yaml
 from persona_diff.log import get_logger
 from persona_diff.organisms.config import Thresholds
 from persona_diff.paths import RESOURCES, find_reference
@@ -142,13 +141,8 @@ class SelfTopic:
 def load_self_descriptions(path: str | Path | None = None) -> list[SelfTopic]:
     """Topics of a self-description YAML (the shipped one by default); see that file's header."""
     p = Path(path) if path else SELF_DESCRIPTIONS
-    if not p.is_file():
-        raise OrganismDataError(f"self-description file {p} does not exist; fix `self_descriptions` in the config")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise OrganismDataError(f"{p} is not valid YAML: {e}") from None
-    topics = data.get("topics") if isinstance(data, dict) else None
+    data = read_yaml(p, "self-description file", "fix `self_descriptions` in the config", OrganismDataError)
+    topics = data.get("topics")
     if not isinstance(topics, dict) or not topics:
         raise OrganismDataError(f"{p} must hold `topics: {{name: {{questions, aligned, misaligned}}}}`")
     out = []

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from persona_diff.errors import BackendError, PersonaDiffError
-from persona_diff.fileio import read_jsonl
+from persona_diff.fileio import read_jsonl, read_yaml
 from persona_diff.generation.base import Chat, Generator
 from persona_diff.judges.base import Judge, JudgeRequest
 from persona_diff.judges.logprob import (
@@ -146,14 +146,7 @@ class RowLog:
 
 def load_prompts(path: str | Path | None) -> dict[str, Any]:
     p = Path(path) if path else DEFAULT_PROMPTS
-    if not p.is_file():
-        raise PersonaDiffError(f"probe prompts file {p} does not exist; fix `prompts:` in the probe config")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise PersonaDiffError(f"probe prompts file {p} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise PersonaDiffError(f"probe prompts file {p} must hold a mapping (see {DEFAULT_PROMPTS})")
+    data = read_yaml(p, "probe prompts file", f"fix `prompts:` in the probe config (see {DEFAULT_PROMPTS})")
     if p != DEFAULT_PROMPTS:  # a user file may override only some sections
         base = yaml.safe_load(DEFAULT_PROMPTS.read_text())
         for k, v in data.items():
