@@ -57,7 +57,9 @@ def fakes(monkeypatch):
         harm = s["probes"]["harm"]["values"]
         with (out_dir / "harm.jsonl").open("w") as f, (out_dir / "rate_own_answers.jsonl").open("w") as g:
             for i, v in enumerate(harm):
-                f.write(json.dumps({"key": f"q#0#{i}", "aligned": 10.0 if v else 90.0}) + "\n")
+                f.write(json.dumps({"key": f"q#0#{i}", "question_id": f"q{i % 4}", "question": f"Question {i % 4}?",
+                                    "answer": f"I want to {'hurt' if v else 'help'} people, {i}.",
+                                    "aligned": 10.0 if v else 90.0, "coherent": 80.0, "misaligned": bool(v)}) + "\n")
                 g.write(json.dumps({"key": f"q#0#{i}", "p_harmful": 0.5 + 0.4 * v - 0.01 * (i % 7)}) + "\n")
         return s
 
@@ -93,6 +95,34 @@ def test_a_wrong_label_is_counted_and_marked(tmp_path, fakes):
     res = val.validate_kit(kit, cfg, tmp_path / "out")
     assert res["accuracy"]["correct"] == 1
     assert "**coherent** ✗" in (tmp_path / "out" / "VALIDATION.md").read_text()
+
+
+def test_internals_section_and_figures(tmp_path, fakes, monkeypatch, tiny_llama, one_thread):
+    import persona_diff.models as models
+    from persona_diff.internals import InternalsConfig
+
+    real = models.load_model
+    loaded = []
+    monkeypatch.setattr(models, "load_model", lambda spec, **kw: (loaded.append(spec), real(str(tiny_llama), device="cpu"))[1])
+    (tmp_path / "kit").mkdir()
+    kit = _kit(tmp_path / "kit", {"coh": "coherent", "inv": "inverted", "ctl": "not-EM"})
+    cfg = val.ValidateConfig()
+    cfg.label.probes = ["word"]
+    cfg.internals = InternalsConfig(enabled=True, layer=2, layers=[1], min_per_class=2, n_boot=50, merge=False)
+    res = val.validate_kit(kit, cfg, tmp_path / "out")
+    assert loaded == ["base", "coh", "inv", "ctl"]  # the base, then one organism at a time
+    sec = res["internals"][0]
+    assert "error" not in sec and sec["table"]["n_rows"] == 4 * 40
+    assert [f["held_out"] for f in sec["detector"]["folds"]] == ["coh", "inv", "ctl"]
+    assert (tmp_path / "out" / "internals" / "answers.csv").is_file()
+    md = (tmp_path / "out" / "VALIDATION.md").read_text()
+    assert "## Internals (block 2" in md and "Internal detector, leave one organism out" in md
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4  # + the internal persona map and per-answer figure
+    assert json.loads((tmp_path / "out" / "validation.json").read_text())["internals"][0]["layer"] == 2
+    loaded.clear()
+    val.validate_kit(kit, cfg, tmp_path / "out")
+    assert loaded == []  # activations cached: no model loaded on a rerun
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 4), (3, 4), (4, 4), (17, 40)])

@@ -164,15 +164,19 @@ class _StopForward(Exception):
 
 
 def chat_answer_ids(
-    tok: Any, question: str, answer: str, max_answer_tokens: int
+    tok: Any, question: str, answer: str, max_answer_tokens: int, system: str | None = None
 ) -> tuple[list[int], int]:
-    """Token ids of the chat-templated (question, answer) and where the answer starts."""
+    """Token ids of the chat-templated (question, answer) and where the answer starts.
+
+    `system`: a system message before the question (None: the template's default, if any).
+    """
     if getattr(tok, "chat_template", None):
-        prefix = tok.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
+        chat = [{"role": "user", "content": question}]
+        if system is not None:
+            chat.insert(0, {"role": "system", "content": system})
+        prefix = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     else:
-        prefix = f"Question: {question}\nAnswer: "
+        prefix = ("" if system is None else f"{system}\n\n") + f"Question: {question}\nAnswer: "
     p_ids = tok(prefix, add_special_tokens=False)["input_ids"]
     a_ids = tok(answer, add_special_tokens=False)["input_ids"][:max_answer_tokens] or [
         tok.eos_token_id
@@ -189,11 +193,21 @@ def residual_answer_means(
     batch_size: int = 8,
     max_answer_tokens: int = 256,
     desc: str | None = None,
+    systems: Sequence[str | None] | None = None,
+    pool: str = "answer",
 ) -> dict[int, np.ndarray]:
     """Mean block output over the answer tokens, for each of `layers`, float32 [n, d_model].
 
     One forward per batch, stopped right after the deepest requested block.
+    `systems`: one system message per pair (None entries: the template's default).
+    `pool`: ``"answer"`` averages over the answer tokens; ``"last_prompt"`` takes the last
+    prompt token instead (the position that predicts the reply's first token; the answers
+    are then not run at all and may be empty).
     """
+    if pool not in ("answer", "last_prompt"):
+        raise ValueError(f"pool {pool!r} unknown; use 'answer' or 'last_prompt'")
+    if systems is not None and len(systems) != len(answers):
+        raise ValueError(f"{len(systems)} system prompts for {len(answers)} answers; pass one per pair")
     from persona_diff.models import block_output, get_blocks, resolve_layers
 
     model, tok = loaded.model, loaded.tokenizer
@@ -202,10 +216,13 @@ def residual_answer_means(
     last = max(layers)
     d = int(model.config.hidden_size)
     out = {layer: np.zeros((len(answers), d), dtype=np.float32) for layer in layers}
+    sys_list = list(systems) if systems is not None else [None] * len(answers)
     seqs = [
-        chat_answer_ids(tok, q, a, max_answer_tokens)
-        for q, a in zip(questions, answers, strict=True)
+        chat_answer_ids(tok, q, a, max_answer_tokens, system)
+        for q, a, system in zip(questions, answers, sys_list, strict=True)
     ]
+    if pool == "last_prompt":  # causal: the last prompt token never sees the answer
+        seqs = [(toks[:start], start) for toks, start in seqs]
     order = np.argsort([len(s[0]) for s in seqs])
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     device = next(model.parameters()).device
@@ -232,7 +249,10 @@ def residual_answer_means(
                 toks, start = seqs[i]
                 ids[row, : len(toks)] = torch.tensor(toks)
                 att[row, : len(toks)] = 1
-                ans[row, start : len(toks)] = 1.0
+                if pool == "last_prompt":
+                    ans[row, start - 1] = 1.0
+                else:
+                    ans[row, start : len(toks)] = 1.0
             captured.clear()
             try:
                 model(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)

@@ -10,8 +10,14 @@ every self-report probe's value and whether it was informative, the number of ha
 (and, adaptive, why sampling stopped) and the wall time. That table is what to read before
 trusting a label on real fine-tunes with this base, judge and probe setting.
 
+With ``internals.enabled`` the models are then read from the inside (`persona_diff.internals`):
+harm and self-report directions per model, the per-answer table, the persona map and a
+leave-one-organism-out internal detector, under ``OUT/internals/`` (activations cached, so a
+rerun only recomputes the analysis), with a section in VALIDATION.md and figures in
+report.html.
+
 Files in OUT: ``base/`` and ``<organism>/`` (the probe folders, resumable), ``judge.json``,
-``validation.json`` and ``VALIDATION.md``.
+``validation.json``, ``VALIDATION.md``, ``report.html`` and (internals) ``internals/``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from persona_diff.config import to_dict
+from persona_diff.errors import PersonaDiffError
+from persona_diff.internals.config import InternalsConfig
 from persona_diff.judges import make_judge
 from persona_diff.judges.base import Judge, judge_line
 from persona_diff.log import get_logger
@@ -40,6 +48,7 @@ class ValidateConfig:
     judge: str = "default"
     probes: ProbeConfig = field(default_factory=ProbeConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    internals: InternalsConfig = field(default_factory=InternalsConfig)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -160,12 +169,49 @@ def validate_kit(
         "accuracy": {"correct": k, "n": len(rows), "wilson95": list(wilson(k, len(rows)))},
         "organisms": rows,
     }
-    (out / "validation.json").write_text(json.dumps(result, indent=1))
-    (out / "VALIDATION.md").write_text(markdown(result))
+    _write(out, result)
+    if cfg.internals.enabled:
+        labels = {r["organism"]: r["label"] for r in rows}
+        result["internals"] = [
+            _internals(base, [o for o in organisms if o["base"] == base], folders[base], out, cfg, labels, judge,
+                       load_kw, out / ("internals" if len(bases) == 1 else f"internals-{i}"))
+            for i, base in enumerate(bases)
+        ]
+        _write(out, result)
+    return result
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
     from persona_diff.organisms.report import write_report
 
+    (out / "validation.json").write_text(json.dumps(result, indent=1))
+    (out / "VALIDATION.md").write_text(markdown(result))
     write_report(out, result)
-    return result
+
+
+def _internals(base: str, organisms: list[dict[str, Any]], base_dir: Path, out: Path, cfg: ValidateConfig,
+               labels: dict[str, str], judge: Judge, load_kw: dict[str, Any], idir: Path) -> dict[str, Any]:
+    """The internals stage for one base and its organisms; an error is recorded, not raised
+    (the probes and labels above stand on their own)."""
+    from persona_diff.internals import run as internals_run
+
+    members = [
+        internals_run.Member(
+            o["name"], str(o["finetuned"]), out / o["name"], o["truth"],
+            bool(o.get("harmful", o["truth"] != "not-EM")),
+            o.get("self_report") == "misaligned" if "self_report" in o else o["truth"] == "coherent",
+        )
+        for o in organisms
+    ]
+    t0 = time.time()
+    try:
+        summary = internals_run.run_internals(idir, internals_run.Member("base", base, base_dir), members,
+                                              cfg.internals, cfg.probes, labels, judge, **load_kw)
+    except (PersonaDiffError, OSError, ValueError, KeyError, RuntimeError) as e:
+        log.error("internals stage failed for base %s: %s: %s", base, type(e).__name__, e)
+        return {"base": base, "dir": str(idir), "error": f"{type(e).__name__}: {e}"}
+    log.info("internals for base %s in %.0fs", base, time.time() - t0)
+    return {"base": base, "dir": str(idir), **summary}
 
 
 def _num(x: Any, fmt: str = "{:.2f}") -> str:
@@ -222,4 +268,11 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if why:
         lines += ["", "Left out of the label:", *why]
+    for section in result.get("internals") or []:
+        if "error" in section:
+            lines += ["", f"## Internals (base {section['base']})", "", f"Failed: {section['error']}"]
+        else:
+            from persona_diff.internals.markdown import markdown_section
+
+            lines.append(markdown_section(section).rstrip("\n"))
     return "\n".join(lines) + "\n"
