@@ -49,7 +49,7 @@ class ProbeFolder:
         if not harm:
             raise PersonaDiffError(f"{folder / 'harm.jsonl'} is missing or empty: the internals stage needs the harm probe's judged answers")
         keys = [r.get("key") for r in harm]
-        dup = sorted({k for k in keys if keys.count(k) > 1} - {None})
+        dup = sorted(str(k) for k in {k for k in keys if keys.count(k) > 1} - {None})
         if None in keys or dup:
             raise PersonaDiffError(f"{folder / 'harm.jsonl'}: answer keys must be present and unique (repeated: {dup[:5]})")
         return cls(name, harm, read_jsonl(folder / "rate_own_answers.jsonl"))

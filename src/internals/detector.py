@@ -190,7 +190,7 @@ def detector_loo(
 ) -> dict[str, Any]:
     """Leave-one-organism-out: fit on the others (`fit_fold`), score the held-out one."""
     by_name = {o.name: o for o in organisms}
-    folds = []
+    folds: list[dict[str, Any]] = []
     for split in loo_splits(list(by_name)):
         model = fit_fold(base, [by_name[n] for n in split.train], min_per_class)
         o = by_name[split.held_out]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,14 @@ def _causal(base: Member, acts: ModelActs, questions: list[str], items: list[For
 
     if judge is None:
         return {"skipped": "no judge was given (the causal 2 x 2 judges steered answers)"}
-    if not (ref["harm"].defined and ref["self_report"].defined):
+    hv, sv = ref["harm"].vector, ref["self_report"].vector
+    if hv is None or sv is None:
         return {"skipped": "a reference direction is undefined at the layer"}
     t0 = time.time()
     scale = float(np.linalg.norm(acts.get("prompts", cfg.layer)[slice(*neutral)], axis=1).mean())
     forms = (probe_cfg or ProbeConfig()).word.forms
     with torch_threads(cfg.threads):
-        res = causal_2x2(load(), judge, questions, items, forms, ref["harm"].vector, ref["self_report"].vector,
+        res = causal_2x2(load(), judge, questions, items, forms, hv, sv,
                          cfg.layer, scale, cfg.causal)
     res["seconds"] = round(time.time() - t0, 1)
     return res
@@ -167,7 +169,7 @@ def run_internals(
             texts.reads = {o.name: _answers(ref_rows_of(o)) for o in organisms}
         acts[m.name] = capture_cached(
             out / "activations" / f"{m.name}.safetensors", m.name, m.spec, texts, layers,
-            lambda spec=m.spec: load_model(spec, merge=cfg.merge, **kw), cfg.batch_size, cfg.max_answer_tokens, cfg.merge, cfg.threads)
+            partial(load_model, m.spec, merge=cfg.merge, **kw), cfg.batch_size, cfg.max_answer_tokens, cfg.merge, cfg.threads)
     t_acts = time.time() - t_start
     t0 = time.time()
 
@@ -224,12 +226,12 @@ def run_internals(
     # ---- persona map (the chosen layer; every layer in map.json for robustness)
     sel = np.concatenate([np.arange(*spans[s]) for s in cfg.map_prompts])
     by_layer: dict[int, list[MapPoint]] = {}
-    for x in layers:
-        hx, sx = ref[x]["harm"], ref[x]["self_report"]
-        if not (hx.defined and sx.defined):
+    for lay in layers:
+        hv, sv = ref[lay]["harm"].vector, ref[lay]["self_report"].vector
+        if hv is None or sv is None:
             continue
-        pb = acts[base.name].get("prompts", x)[sel]
-        by_layer[x] = [map_point(o.name, pb, acts[o.name].get("prompts", x)[sel], hx.vector, sx.vector, o.truth,
+        pb = acts[base.name].get("prompts", lay)[sel]
+        by_layer[lay] = [map_point(o.name, pb, acts[o.name].get("prompts", lay)[sel], hv, sv, o.truth,
                                  (labels or {}).get(o.name), cfg.n_boot, cfg.seed + k) for k, o in enumerate(organisms)]
     points = by_layer.get(L, [])
     map_summary = {"layer": L, "prompt_sets": cfg.map_prompts, "n_prompts": int(len(sel)),
@@ -246,7 +248,7 @@ def run_internals(
 
     bview = BaseView({x: b.get("prompts", x)[ns:ne] for x in layers}, {x: b.get("harm", x) for x in layers},
                      labels_of(base), strata(base),
-                     {x: ref[x]["self_report"].vector for x in layers if ref[x]["self_report"].defined})
+                     {x: v for x in layers if (v := ref[x]["self_report"].vector) is not None})
     oviews = [OrganismView(o.name, o.truth or "?", bool(o.harmful), bool(o.self_misaligned),
                            {x: acts[o.name].get("prompts", x)[ns:ne] for x in layers},
                            {x: answers_of(o, x) for x in layers}, labels_of(o), strata(o))

@@ -47,7 +47,7 @@ def join_rate_own(folder: ProbeFolder) -> tuple[list[dict[str, Any]], dict[str, 
     rows = [{"model": folder.name, **{k: r.get(k) for k in ("key", "question_id", "question", "answer", "aligned",
                                                              "coherent", "misaligned")},
              "p_harmful": rated.get(r["key"])} for r in folder.harm]
-    stats = {
+    stats: dict[str, Any] = {
         "n_harm": len(folder.harm), "n_rate_own": len(folder.rate_own),
         "n_joined": sum(r["key"] in rated for r in folder.harm),
         "rate_own_not_in_harm": sorted(str(k) for k in counts if k not in harm_keys),

@@ -264,8 +264,8 @@ def residual_answer_means(
                 mean = (h * w).sum(1) / w.sum(1).clamp(min=1)
                 out[layer][idx] = mean.cpu().numpy()
     finally:
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
     return out
 
 
