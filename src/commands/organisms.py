@@ -48,7 +48,12 @@ def register(app: typer.Typer) -> None:
         overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. --set probes.harm.samples=8 --set judge=calibrated:DIR (repeatable)."),
         device: str = typer.Option("auto", "--device", help="Device for local models: auto (a GPU when visible), cpu, cuda, cuda:N."),
     ) -> None:
-        """Probe the kit's base once and each organism, label them, and print the accuracy table."""
+        """Probe the kit's base once and each organism, label them, and print the accuracy table.
+
+        With `internals.enabled` (on in validate-smollm2) it then reads the models from the inside:
+        harm and self-report directions, the persona map, the per-answer table and the
+        leave-one-organism-out detector (OUT/internals/, in VALIDATION.md and report.html).
+        """
         from persona_diff.organisms.validate import ValidateConfig, validate_kit
 
         if config is not None and not config.is_file() and (CONFIGS / "organisms" / f"{config}.yaml").is_file():
