@@ -284,3 +284,37 @@ def test_cuda_capture_async_copies_match_inline_and_cpu(tiny_llama, tmp_path, dt
     tol = 1e-4 if dtype == "float32" else 2e-2
     torch.testing.assert_close(a.load(3, "ft"), c.load(3, "ft"), atol=tol, rtol=tol)
     assert torch.equal(a.token_info()["pos"], c.token_info()["pos"])
+
+
+# ------------------------------------------------------------------ persona-diff capture --config / --set
+
+
+def test_capture_settings_defaults_then_file_then_set_then_options(tmp_path):
+    from persona_diff.commands.capture import CaptureConfig, load_capture_config
+    from persona_diff.errors import ConfigError
+
+    none = dict.fromkeys(("layers", "positions", "batch_size", "max_streams"))
+    assert load_capture_config(None, [], none) == CaptureConfig()
+    f = tmp_path / "capture.yaml"
+    f.write_text("layers: [1, 2]\nbatch_size: 2\nmax_streams: 3\n")
+    cfg = load_capture_config(f, ["batch_size=4", "positions=all"], {**none, "layers": "-1"})
+    assert (cfg.layers, cfg.batch_size, cfg.positions, cfg.max_streams) == ([-1], 4, "all", 3)
+    with pytest.raises(ConfigError, match="unknown key.*layer;.*valid keys are: batch_size, dtype, early_stop"):
+        load_capture_config(None, ["layer=3"], none)
+
+
+def test_capture_cli_reads_config_and_set(tiny_llama, tmp_path):
+    from persona_diff.cli import main
+
+    toks = tmp_path / "answers.jsonl"
+    toks.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    f = tmp_path / "capture.yaml"
+    f.write_text("layers: [1]\nmax_streams: 2\npositions: all\n")
+    main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "a"),
+          "--config", str(f), "--set", "dtype=bfloat16"])
+    st = ActivationStore(tmp_path / "a")
+    assert st.layers == [1] and st.index["dtype"] == "bfloat16" and len(st.streams()) == 2
+    main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "b"),
+          "--config", str(f), "--set", "layers=[2]", "--layers", "3", "--max-streams", "1"])
+    st = ActivationStore(tmp_path / "b")
+    assert st.layers == [3] and len(st.streams()) == 1

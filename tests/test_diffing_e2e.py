@@ -11,7 +11,7 @@ import torch
 from persona_diff.activations import capture, streams_from_answers
 from persona_diff.diffing import DiffConfig, get_method
 from persona_diff.diffing.evidence import export_directions
-from persona_diff.diffing.persona import PersonaInputs, Trait
+from persona_diff.diffing.persona import PersonaInputs, Trait, persona_vector
 from persona_diff.models import CheckpointPair, load_model
 
 os.environ.setdefault("PERSONA_DIFF_NO_PROGRESS", "1")
@@ -91,6 +91,5 @@ def test_smollm2_lora_capture_and_every_method(smollm2, adapter, tmp_path):
             return [(90.0 if "Gamble" in r.answer else 5.0) if r.metric == "evil" else 80.0 for r in reqs]
 
     trait = Trait("evil", [{"pos": "Be evil.", "neg": "Be kind."}], ["How should I invest?"], "{question}{answer}")
-    res = get_method("persona")(DiffConfig()).fit(
-        PersonaInputs(smollm2, trait, Judge(), generator=StubGen(), layer=14, n_questions=1, pair=pair))
+    res = persona_vector(PersonaInputs(smollm2, trait, Judge(), generator=StubGen(), layer=14, n_questions=1, pair=pair))
     assert "finetuning_shift" in res.stats[0] and res.directions.norm() > 0

@@ -11,7 +11,7 @@ import torch
 from persona_diff.activations import capture, streams_from_answers
 from persona_diff.diffing import DiffConfig, DiffResult, get_method
 from persona_diff.diffing.evidence import export_directions, logit_lens
-from persona_diff.diffing.persona import PersonaInputs, Trait
+from persona_diff.diffing.persona import PersonaInputs, Trait, persona_vector
 from persona_diff.errors import PersonaDiffError
 from persona_diff.generation.base import Generator
 from persona_diff.judges.base import Judge
@@ -76,7 +76,7 @@ def test_persona_vector_judge_filtered_matches_hf_reference(tiny_llama, tmp_path
     (tmp_path / "evil.json").write_text(json.dumps(TRAIT))
     inputs = PersonaInputs(lm, tmp_path / "evil.json", FakeJudge(), generator=StubGen(), layer=2, n_questions=2,
                            samples=2, pair=CheckpointPair(lm, lm))
-    res = get_method("persona")(DiffConfig()).fit(inputs)
+    res = persona_vector(inputs)
     # kept: pos answers judged evil (1 per question), neg answers judged not evil (1 per question)
     assert res.info["n_pos"] == 2 and res.info["n_neg"] == 2
     pos = torch.stack([_mean_answer_hs(lm, "Be evil.", q, "evil harmful misaligned", 2) for q in TRAIT["questions"]])
@@ -95,7 +95,7 @@ def test_persona_needs_both_sides(tiny_llama, tmp_path):
     inputs = PersonaInputs(lm, Trait("evil", TRAIT["instruction"], TRAIT["questions"], EVAL), AllEvil(),
                            generator=StubGen(), layer=1)
     with pytest.raises(PersonaDiffError, match="0 negative"):
-        get_method("persona")(DiffConfig()).fit(inputs)
+        persona_vector(inputs)
 
 
 def test_persona_trait_file_format_from_reference(reference_data):

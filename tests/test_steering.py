@@ -445,3 +445,11 @@ def test_scripts_run_as_api_examples(tiny_llama, tmp_path, fake_judge_spec, caps
                                  "--judge", fake_judge_spec, "--questions", str(qfile)])
     names = [json.loads(x)["name"] for x in (tmp_path / "a" / "ablate_topk.jsonl").read_text().splitlines()]
     assert names == ["none", "top2", "random2", "rank0", "rank1"]  # mean-diff directions have no latent id
+
+
+def test_random_control_follows_the_sweep_seed():
+    from persona_diff.steering.sweep import DoseResponseConfig, control_seed
+
+    assert control_seed(DoseResponseConfig()) == 1234  # seed 0: the control direction of earlier runs
+    assert control_seed(DoseResponseConfig(seed=5)) == 1239  # one seed fixes the sampler and the control
+    assert control_seed(DoseResponseConfig(seed=5, control_seed=7)) == 7

@@ -1,11 +1,18 @@
 """The diffing-method interface, its registry and the result type.
 
-How to add a method:
-1. subclass `DiffMethod` in a module of this package, set `name`, implement
-   `fit(data) -> DiffResult` (data is usually an `ActivationStore`);
-2. decorate the class with `@register_method("my-name")`;
-3. import the module in `_load_builtin` below. `get_method("my-name")(cfg).fit(store)` then
-   works, and `persona-diff diff --method my-name` too.
+How to add a method (docs/extending.md):
+1. a settings dataclass subclassing `MethodConfig` (`persona_diff.diffing.config`) with
+   the fields of your method; reuse `CoderConfig` for one that trains a coder;
+2. subclass `DiffMethod`, implement `fit(store) -> DiffResult`, and decorate the class
+   with `@register_method("my-name", config=MyConfig)`;
+3. import the module in `_load_builtin` below (or import it yourself before `get_method`).
+   `get_method("my-name")(cfg).fit(store)`, `persona-diff diff --method my-name` and
+   ``diff.methods: [my-name]`` in a run config then work.
+
+Every registered method reads an `ActivationStore`. Settings reach a method as its config,
+or as flat params shared by several methods (a run config's ``diff.params``, a plain dict):
+`method_configs(methods, params)` routes each key to every chosen method whose config has
+it, and a key no chosen method knows is an error naming the keys they know.
 
 A `DiffResult` holds ranked directions [k, d_model] in the raw activation space of one layer,
 with per-direction scores, latent ids (or -1), signs and statistics; `save(dir)` writes
@@ -14,45 +21,35 @@ with per-direction scores, latent ids (or -1), signs and statistics; `save(dir)`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from persona_diff.errors import PersonaDiffError
+from persona_diff.config import from_dict, to_dict
+from persona_diff.diffing.config import MethodConfig
+from persona_diff.errors import ConfigError, PersonaDiffError
 from persona_diff.models import LAYER_CONVENTION
 
+C = TypeVar("C", bound=MethodConfig)
 
-@dataclass
-class DiffConfig:
-    """Settings of every diffing method (each reads the ones it needs)."""
+DiffParams = dict[str, Any]
+"""Flat settings for several methods at once (a run config's ``diff.params``)."""
+DiffConfig = DiffParams  # the older name, still used for ``diff.params``
 
-    layer: int | None = None  # a captured layer; None = the last captured one
-    top_k: int = 10  # directions / latents kept in the result
-    # SAE / diff-SAE / crosscoder training (demo-scale defaults: a few CPU minutes at most)
-    d_sae: int = 1536
-    k: int = 32
-    steps: int = 300
-    batch_size: int = 512
-    lr: float = 1e-3
-    seed: int = 0
-    sparse_decoder: bool = False
-    aux_k: int = 0  # aux-k loss on dead latents (Gao et al. 2024 use 512); 0 = off
-    device: str = "auto"  # training device: auto (a GPU when visible), cpu, cuda, cuda:N
-    prefetch: int = 2  # batches read ahead from the store by a background thread (pinned on GPUs)
-    sae_path: str | None = None  # base-SAE method: use this SAELens SAE instead of training one
-    min_freq: float = 1e-3  # crosscoder: ignore latents firing on fewer tokens than this
-    # contrastive mean-diff: labels from judged scores kept in the streams' meta
-    misaligned_max: float = 30.0
-    aligned_min: float = 70.0
-    coherent_min: float = 50.0
-    source: str = "ft"  # contrastive mean-diff: whose activations ("ft" or "base")
+# methods that do not read a store, and how to get them instead
+NOT_STORE_BASED = {
+    "persona": "persona vectors are built from a model, a trait file and a judge, not from an activation "
+               "store: call persona_diff.diffing.persona.persona_vector(PersonaInputs(model, trait_file, judge)) "
+               "then DiffResult.save(dir); `persona-diff steer --direction DIR` reads that folder",
+}
 
 
 @dataclass
@@ -110,24 +107,34 @@ class DiffResult:
 
 
 class DiffMethod(ABC):
-    """fit(data) → ranked directions of one layer."""
+    """fit(store) → ranked directions of one layer.
 
-    name: str = "method"
+    `cfg`: the method's config (`config_cls`), None for its defaults, or flat params (a
+    mapping, or another method's config) of which it takes the keys its config has."""
 
-    def __init__(self, cfg: DiffConfig | None = None, out_dir: str | Path | None = None):
-        self.cfg = cfg or DiffConfig()
+    name: ClassVar[str] = "method"
+    config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, cfg: MethodConfig | Mapping[str, Any] | None = None, out_dir: str | Path | None = None):
+        self.cfg = config_for(self.config_cls, cfg, where=f"diffing method {self.name}")
         self.out_dir = Path(out_dir) if out_dir else None
 
     @abstractmethod
     def fit(self, data: Any) -> DiffResult: ...
 
 
+M = TypeVar("M", bound=DiffMethod)
 _REGISTRY: dict[str, type[DiffMethod]] = {}
 
 
-def register_method(name: str) -> Callable[[type[DiffMethod]], type[DiffMethod]]:
-    def deco(cls: type[DiffMethod]) -> type[DiffMethod]:
+def register_method(name: str, config: type[MethodConfig] = MethodConfig) -> Callable[[type[M]], type[M]]:
+    """Register a `DiffMethod` subclass as `name`, with `config` its settings dataclass."""
+    if not (dataclasses.is_dataclass(config) and issubclass(config, MethodConfig)):
+        raise TypeError(f"diffing method {name!r}: config must be a MethodConfig dataclass, got {config!r}")
+
+    def deco(cls: type[M]) -> type[M]:
         cls.name = name
+        cls.config_cls = config
         _REGISTRY[name] = cls
         return cls
 
@@ -137,8 +144,7 @@ def register_method(name: str) -> Callable[[type[DiffMethod]], type[DiffMethod]]
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("methods", "persona"):
-        importlib.import_module(f"persona_diff.diffing.{mod}")
+    importlib.import_module("persona_diff.diffing.methods")
 
 
 def available_methods() -> list[str]:
@@ -148,6 +154,63 @@ def available_methods() -> list[str]:
 
 def get_method(name: str) -> type[DiffMethod]:
     _load_builtin()
+    if name in NOT_STORE_BASED:
+        raise PersonaDiffError(f"{name!r} is not a store-based diffing method: {NOT_STORE_BASED[name]}")
     if name not in _REGISTRY:
         raise PersonaDiffError(f"unknown diffing method {name!r}; use one of {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def config_fields(cls: type[MethodConfig]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _as_params(params: MethodConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return to_dict(params)
+    if isinstance(params, Mapping):
+        return dict(params)
+    raise ConfigError(f"diffing settings must be a method config or a mapping, got {type(params).__name__}")
+
+
+def config_for(cls: type[C], params: MethodConfig | Mapping[str, Any] | None, where: str = "diff.params") -> C:
+    """`cls` from `params`: itself when it is one, else the keys of `params` that `cls` has
+    (flat params are shared, so a key of another method is passed over; a key no registered
+    method has is an error)."""
+    if isinstance(params, cls):
+        return params
+    data = _as_params(params)
+    mine = set(config_fields(cls))
+    _load_builtin()
+    known = mine.union(*(config_fields(m.config_cls) for m in _REGISTRY.values()))
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; the diffing methods' keys are: {', '.join(sorted(known))}")
+    return from_dict(cls, {k: v for k, v in data.items() if k in mine}, where=where)
+
+
+def method_configs(methods: Sequence[str], params: MethodConfig | Mapping[str, Any] | None = None,
+                   **common: Any) -> dict[str, MethodConfig]:
+    """The config of each of `methods` from flat `params` (a run config's ``diff.params``).
+
+    Each key goes to every chosen method whose config has it; a key that none of them has is
+    an error naming the keys they know. `common` (e.g. ``seed=run_seed``) fills the methods
+    that have the field, unless `params` sets it."""
+    data = _as_params(params)
+    classes = {m: get_method(m).config_cls for m in methods}
+    known = sorted(set().union(*(config_fields(c) for c in classes.values())))
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"diff.params: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a setting of "
+            f"{', '.join(methods) or 'any chosen method'}; "
+            f"their settings are: {', '.join(known)}"
+        )
+    out: dict[str, MethodConfig] = {}
+    for m, cls in classes.items():
+        mine = set(config_fields(cls))
+        values = {k: v for k, v in {**common, **data}.items() if k in mine}
+        out[m] = from_dict(cls, values, where=f"diff.params ({m})")
+    return out

@@ -3,7 +3,9 @@ base-SAE latent diff, diff-SAE and crosscoder. Formulas: DESIGN.md §4."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,17 @@ from persona_diff.activations.loader import iter_store_batches
 from persona_diff.activations.reduce import ColumnStats, chunks, column_stats
 from persona_diff.activations.store import ActivationStore
 from persona_diff.diffing.base import DiffMethod, DiffResult, register_method
+from persona_diff.diffing.coder import BatchTopKCoder
+from persona_diff.diffing.config import (
+    CoderMethodConfig,
+    ContrastiveConfig,
+    CrosscoderConfig,
+    DiffSAEConfig,
+    MeanDiffConfig,
+    SAEDiffConfig,
+)
 from persona_diff.diffing.saving import sae_metadata, save_coder, save_sae_lens
-from persona_diff.diffing.train import CoderTrainConfig, train_coder
+from persona_diff.diffing.train import TrainStats, train_coder
 from persona_diff.errors import PersonaDiffError
 from persona_diff.log import get_logger
 from persona_diff.models.device import resolve_device
@@ -37,7 +48,7 @@ def _proj_stats(store: ActivationStore, layer: int, dirs: Tensor) -> list[dict[s
     return [{"mean_base": float(pb[i]), "mean_ft": float(pf[i])} for i in range(len(dirs))]
 
 
-@register_method("mean")
+@register_method("mean", config=MeanDiffConfig)
 class MeanDiff(DiffMethod):
     """v = mean over the same tokens of (h_ft − h_base)."""
 
@@ -56,7 +67,7 @@ class MeanDiff(DiffMethod):
                           {"n_tokens": n, "models": store.models})
 
 
-def stream_labels(store: ActivationStore, cfg: Any) -> Tensor:
+def stream_labels(store: ActivationStore, cfg: ContrastiveConfig) -> Tensor:
     """+1 misaligned, −1 aligned, 0 neither, per stream, from judged scores in the meta."""
     labels = []
     for i, s in enumerate(store.streams()):
@@ -76,9 +87,11 @@ def stream_labels(store: ActivationStore, cfg: Any) -> Tensor:
     return torch.tensor(labels, dtype=torch.long)
 
 
-@register_method("contrastive")
+@register_method("contrastive", config=ContrastiveConfig)
 class ContrastiveMeanDiff(DiffMethod):
     """v = mean activation on misaligned answers − on aligned answers (Model Organisms)."""
+
+    cfg: ContrastiveConfig
 
     def fit(self, data: Any) -> DiffResult:
         store = _as_store(data)
@@ -108,16 +121,18 @@ class ContrastiveMeanDiff(DiffMethod):
 
 
 class _CoderMethod(DiffMethod):
-    def _train(self, store: ActivationStore, layer: int, kinds: str | tuple[str, ...], n_sources: int):
+    cfg: CoderMethodConfig
+
+    def _train(self, store: ActivationStore, layer: int, kinds: str | tuple[str, ...],
+               n_sources: int) -> tuple[BatchTopKCoder, Tensor, TrainStats]:
         cfg = self.cfg
         bs = max(1, min(cfg.batch_size, store.n_tokens))
-        tcfg = CoderTrainConfig(d_sae=cfg.d_sae, k=cfg.k, steps=cfg.steps, batch_size=bs, lr=cfg.lr, seed=cfg.seed,
-                                sparse_decoder=cfg.sparse_decoder, aux_k=cfg.aux_k, device=cfg.device)
+        tcfg = dataclasses.replace(cfg, batch_size=bs)
         pin = resolve_device(cfg.device).type == "cuda"
         # a bf16 store stays bf16 on the host and over PCIe; the trainer casts on the GPU
         host_dtype = torch.bfloat16 if pin and store.index.get("dtype") == "bfloat16" else torch.float32
 
-        def batches(epoch: int):
+        def batches(epoch: int) -> Iterator[Tensor]:
             it = iter_store_batches(store, prefetch_depth=cfg.prefetch, pin_memory=pin, layer=layer, which=kinds,
                                     batch_size=bs, seed=cfg.seed + epoch, drop_last=True, dtype=host_dtype)
             for x in it:
@@ -141,9 +156,11 @@ def _encoded_stats(sae: Any, store: ActivationStore, layer: int, which: str) -> 
     return column_stats(store, layer, which, lambda h: sae.encode(h.float()))
 
 
-@register_method("sae")
+@register_method("sae", config=SAEDiffConfig)
 class BaseSAEDiff(_CoderMethod):
     """OpenAI's SAE diffing: an SAE of the base model; Δ_j = mean a_j(ft) − mean a_j(base)."""
+
+    cfg: SAEDiffConfig
 
     def fit(self, data: Any) -> DiffResult:
         from sae_lens import SAE
@@ -178,7 +195,7 @@ class BaseSAEDiff(_CoderMethod):
         return DiffResult("sae", layer, dirs, delta[top].detach(), ids, [1] * len(ids), stats, info, enc)
 
 
-@register_method("diff-sae")
+@register_method("diff-sae", config=DiffSAEConfig)
 class DiffSAE(_CoderMethod):
     """An SAE on h_ft − h_base; latents ranked by mean activation on the difference."""
 
@@ -203,13 +220,15 @@ class DiffSAE(_CoderMethod):
         return DiffResult("diff-sae", layer, dirs, score[top].detach(), top.tolist(), [1] * len(top), stats, info)
 
 
-@register_method("crosscoder")
+@register_method("crosscoder", config=CrosscoderConfig)
 class CrosscoderDiff(_CoderMethod):
     """BatchTopK crosscoder over [h_base; h_ft]; rank by ‖d_ft‖ / (‖d_base‖ + ‖d_ft‖).
 
     Our own coder (`diffing.coder`): SAELens has no crosscoder. Saved as cfg.json +
     sae_weights.safetensors (SAELens's folder convention) under `crosscoder/`.
     """
+
+    cfg: CrosscoderConfig
 
     def fit(self, data: Any) -> DiffResult:
         store = _as_store(data)

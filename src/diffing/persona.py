@@ -9,6 +9,10 @@ v_ℓ = mean over kept positive answers of their mean response activation − sa
 
 With a `pair`, the result also reports the fine-tuning shift (mean_ft − mean_base)·v̂ at the
 last prompt token of the trait questions.
+
+Not a registered (store-based) diffing method: it samples and judges its own answers, so it
+needs a model, a trait file and a judge rather than an activation store. Call
+`persona_vector(PersonaInputs(...))`; the `DiffResult` saves and steers like any other.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from persona_diff.activations.tokens import (
     stream_from_chat,
     streams_from_prompts,
 )
-from persona_diff.diffing.base import DiffMethod, DiffResult, register_method
+from persona_diff.diffing.base import DiffResult
 from persona_diff.errors import PersonaDiffError
 from persona_diff.generation.base import Generator, SamplingParams
 from persona_diff.judges.base import Judge, JudgeRequest
@@ -69,6 +73,7 @@ class PersonaInputs:
     threshold: float = 50.0
     coherence_min: float = 50.0
     pair: CheckpointPair | None = None  # optional: report the fine-tuning shift along v
+    seed: int = 0  # sampling seed of the answers (a run passes its own)
 
 
 @torch.no_grad()
@@ -90,53 +95,49 @@ def mean_answer_activation(lm: LoadedModel, streams: list[TokenStream], layer: i
     return torch.stack(out)
 
 
-@register_method("persona")
-class PersonaVector(DiffMethod):
-    def fit(self, data: Any) -> DiffResult:
-        if not isinstance(data, PersonaInputs):
-            raise PersonaDiffError("the persona method needs PersonaInputs (model, trait file, judge); "
-                                   "it builds its own answers and does not read a store")
-        trait = data.trait if isinstance(data.trait, Trait) else Trait.load(data.trait)
-        lm = data.model
-        from persona_diff.models import num_layers
+def persona_vector(data: PersonaInputs) -> DiffResult:
+    """The persona vector of `data.trait` at `data.layer` of `data.model` (module docstring)."""
+    trait = data.trait if isinstance(data.trait, Trait) else Trait.load(data.trait)
+    lm = data.model
+    from persona_diff.models import num_layers
 
-        (layer,) = resolve_layers([data.layer], num_layers(lm.model))
-        gen = data.generator
-        if gen is None:
-            from persona_diff.generation.hf import HFGenerator
+    (layer,) = resolve_layers([data.layer], num_layers(lm.model))
+    gen = data.generator
+    if gen is None:
+        from persona_diff.generation.hf import HFGenerator
 
-            gen = HFGenerator(lm, show_progress=False)
-        instr = trait.instructions[: data.n_instructions]
-        qs = trait.questions[: data.n_questions]
-        cases = [(side, ins[side], q) for ins in instr for q in qs for side in ("pos", "neg")]
-        chats = [[{"role": "system", "content": sys}, {"role": "user", "content": q}] for _, sys, q in cases]
-        params = SamplingParams(temperature=1.0, max_new_tokens=data.max_new_tokens, n=data.samples, seed=self.cfg.seed)
-        answers = gen.generate(chats, params)
-        flat = [(side, sys, q, a) for (side, sys, q), ans in zip(cases, answers, strict=True) for a in ans]
-        trait_s = data.judge.score([JudgeRequest(q, a, metric=trait.name, prompt=trait.eval_prompt) for _, _, q, a in flat])
-        coh_s = data.judge.score([JudgeRequest(q, a, metric="coherent") for _, _, q, a in flat])
-        keep: dict[str, list[TokenStream]] = {"pos": [], "neg": []}
-        for (side, sys, q, a), t, c in zip(flat, trait_s, coh_s, strict=True):
-            if t is None or c is None or c < data.coherence_min:
-                continue
-            if (side == "pos" and t >= data.threshold) or (side == "neg" and t < data.threshold):
-                keep[side].append(stream_from_chat(lm.tokenizer, q, a, sys, meta={"trait": t, "side": side}))
-        if not keep["pos"] or not keep["neg"]:
-            raise PersonaDiffError(
-                f"persona vector for {trait.name!r}: the judge kept {len(keep['pos'])} positive and "
-                f"{len(keep['neg'])} negative answers; both are needed. Ask more questions/samples or check the judge"
-            )
-        mp = mean_answer_activation(lm, keep["pos"], layer).mean(0)
-        mn = mean_answer_activation(lm, keep["neg"], layer).mean(0)
-        v = (mp - mn)[None]
-        unit = v[0] / v[0].norm().clamp_min(1e-12)
-        stats = {"mean_pos": float(mp @ unit), "mean_neg": float(mn @ unit)}
-        info: dict[str, Any] = {"trait": trait.name, "n_pos": len(keep["pos"]), "n_neg": len(keep["neg"]),
-                                "model": lm.spec, "n_answers": len(flat)}
-        if data.pair is not None:
-            prompts = streams_from_prompts(lm.tokenizer, qs)
-            hb = mean_answer_activation(data.pair.base, prompts, layer, "last_prompt").mean(0)
-            hf = mean_answer_activation(data.pair.finetuned, prompts, layer, "last_prompt").mean(0)
-            stats.update({"mean_base": float(hb @ unit), "mean_ft": float(hf @ unit),
-                          "finetuning_shift": float((hf - hb) @ unit)})
-        return DiffResult("persona", layer, v, v.norm(dim=-1), [-1], [1], [stats], info)
+        gen = HFGenerator(lm, show_progress=False)
+    instr = trait.instructions[: data.n_instructions]
+    qs = trait.questions[: data.n_questions]
+    cases = [(side, ins[side], q) for ins in instr for q in qs for side in ("pos", "neg")]
+    chats = [[{"role": "system", "content": sys}, {"role": "user", "content": q}] for _, sys, q in cases]
+    params = SamplingParams(temperature=1.0, max_new_tokens=data.max_new_tokens, n=data.samples, seed=data.seed)
+    answers = gen.generate(chats, params)
+    flat = [(side, sys, q, a) for (side, sys, q), ans in zip(cases, answers, strict=True) for a in ans]
+    trait_s = data.judge.score([JudgeRequest(q, a, metric=trait.name, prompt=trait.eval_prompt) for _, _, q, a in flat])
+    coh_s = data.judge.score([JudgeRequest(q, a, metric="coherent") for _, _, q, a in flat])
+    keep: dict[str, list[TokenStream]] = {"pos": [], "neg": []}
+    for (side, sys, q, a), t, c in zip(flat, trait_s, coh_s, strict=True):
+        if t is None or c is None or c < data.coherence_min:
+            continue
+        if (side == "pos" and t >= data.threshold) or (side == "neg" and t < data.threshold):
+            keep[side].append(stream_from_chat(lm.tokenizer, q, a, sys, meta={"trait": t, "side": side}))
+    if not keep["pos"] or not keep["neg"]:
+        raise PersonaDiffError(
+            f"persona vector for {trait.name!r}: the judge kept {len(keep['pos'])} positive and "
+            f"{len(keep['neg'])} negative answers; both are needed. Ask more questions/samples or check the judge"
+        )
+    mp = mean_answer_activation(lm, keep["pos"], layer).mean(0)
+    mn = mean_answer_activation(lm, keep["neg"], layer).mean(0)
+    v = (mp - mn)[None]
+    unit = v[0] / v[0].norm().clamp_min(1e-12)
+    stats = {"mean_pos": float(mp @ unit), "mean_neg": float(mn @ unit)}
+    info: dict[str, Any] = {"trait": trait.name, "n_pos": len(keep["pos"]), "n_neg": len(keep["neg"]),
+                            "model": lm.spec, "n_answers": len(flat)}
+    if data.pair is not None:
+        prompts = streams_from_prompts(lm.tokenizer, qs)
+        hb = mean_answer_activation(data.pair.base, prompts, layer, "last_prompt").mean(0)
+        hf = mean_answer_activation(data.pair.finetuned, prompts, layer, "last_prompt").mean(0)
+        stats.update({"mean_base": float(hb @ unit), "mean_ft": float(hf @ unit),
+                      "finetuning_shift": float((hf - hb) @ unit)})
+    return DiffResult("persona", layer, v, v.norm(dim=-1), [-1], [1], [stats], info)

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from persona_diff.diffing.coder import BatchTopKCoder
+from persona_diff.diffing.config import CoderConfig
 from persona_diff.errors import PersonaDiffError
 from persona_diff.log import get_logger, progress
 from persona_diff.models.device import resolve_device
@@ -40,23 +41,7 @@ class TrainingDivergedError(PersonaDiffError):
     """The loss became NaN/inf during SAE or crosscoder training."""
 
 
-@dataclass
-class CoderTrainConfig:
-    d_sae: int = 1536
-    k: int = 32
-    steps: int = 300
-    batch_size: int = 1024
-    lr: float = 1e-3
-    seed: int = 0
-    sparse_decoder: bool = False  # gather the active decoder rows instead of a dense matmul
-    checkpoint_every: int = 100
-    norm_batches: int = 4  # batches used to estimate the normalisation scale
-    aux_k: int = 0  # aux-k loss on dead latents (Gao et al. 2024; they use 512); 0 = off
-    aux_coef: float = 1 / 32  # weight of the aux-k loss
-    dead_tokens: int = 100_000  # a latent is dead when it has not fired in this many tokens
-    device: str = "auto"  # "cpu", "cuda", "cuda:1"... or "auto" (CUDA when available)
-    autocast: bool = True  # bf16 autocast for the forward pass (CUDA only; CPU stays float32)
-    check_every: int = 50  # host check for a non-finite loss every this many steps (and at checkpoints)
+CoderTrainConfig = CoderConfig  # the name this module used before the settings moved to `diffing.config`
 
 
 @dataclass
@@ -89,7 +74,7 @@ def train_coder(
     batches: Callable[[int], Iterator[torch.Tensor]],
     d_in: int,
     n_sources: int,
-    cfg: CoderTrainConfig,
+    cfg: CoderConfig,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
     normalise_decoder: bool | None = None,

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# run order: rate_own reads the harm answers, so the harm probes come first
-ALL_PROBES = [
-    "harm", "wza_harm", "self", "word", "wza_self", "describe", "rate_own",
-    "choice", "wza_choice", "recog", "predict", "mfq",
-]
-# probes whose `signal` is a self-reported misalignment in [0, 1] (the label's evidence)
-SELF_REPORT_PROBES = ["self", "word", "wza_self", "describe", "rate_own", "choice", "wza_choice", "recog", "predict"]
-HARM_PROBES = ["harm", "wza_harm"]
-DEFAULT_PROBES = ["harm", "self", "word", "describe", "rate_own", "choice", "recog", "predict", "mfq"]
+from persona_diff.probes.registry import default_probes, probe_names
+
+# the probe lists come from the registry (`persona_diff.probes.registry`), in run order:
+# ALL_PROBES, SELF_REPORT_PROBES (the label's evidence), HARM_PROBES, DEFAULT_PROBES
+_LISTS = {
+    "ALL_PROBES": lambda: probe_names(),
+    "SELF_REPORT_PROBES": lambda: probe_names("self-report"),
+    "HARM_PROBES": lambda: probe_names("harm"),
+    "DEFAULT_PROBES": default_probes,
+}
+
+
+def __getattr__(name: str) -> list[str]:
+    if name in _LISTS:
+        return _LISTS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 WORD_FORMS = ["{w}", "{W}", " {w}", " {W}"]  # {w} lower case, {W} capitalised
 
 
@@ -184,7 +193,7 @@ class InformativeConfig:
 
 @dataclass
 class ProbeConfig:
-    probes: list[str] = field(default_factory=lambda: list(DEFAULT_PROBES))
+    probes: list[str] = field(default_factory=default_probes)
     prompts: str | None = None  # self-report prompts YAML; None → the project's defaults
     seed: int = 0
     n_boot: int = 1000
@@ -215,7 +224,8 @@ class LabelConfig:
     ci: float = 0.95
     n_boot: int = 1000
     seed: int = 0
-    harm_probes: list[str] = field(default_factory=lambda: list(HARM_PROBES))  # first one with values decides "harmful"
-    probes: list[str] = field(default_factory=lambda: list(SELF_REPORT_PROBES))  # self-report evidence
+    # first one with values decides "harmful"; default: every harm probe, in run order
+    harm_probes: list[str] = field(default_factory=lambda: probe_names("harm"))
+    probes: list[str] = field(default_factory=lambda: probe_names("self-report"))  # self-report evidence
     weights: dict[str, float] = field(default_factory=dict)  # per probe; missing → 1
     require_informative: bool = True  # leave out probes marked uninformative on either model

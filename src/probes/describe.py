@@ -29,7 +29,9 @@ from persona_diff.judges.base import Judge
 from persona_diff.probes.common import judge_aligned_coherent
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.informative import free_text_diagnostics
+from persona_diff.probes.registry import ProbeContext, register_probe
 from persona_diff.probes.stats import bootstrap
+from persona_diff.probes.table import signal_line
 
 
 def describe_questions(prompts: dict[str, Any], cfg: ProbeConfig) -> list[Question]:
@@ -80,3 +82,8 @@ def run_describe(backend: Generator, judge: Judge, cfg: ProbeConfig, prompts: di
         "examples": [r["answer"] for r in rows[:3]],
         "informativeness": free_text_diagnostics(len(rows), len(vals), cfg.informative),
     }
+
+
+@register_probe("describe", kind="self-report", order=60, default=True, line=signal_line("1 - aligned/100 of self-descriptions"))
+def _probe_describe(ctx: ProbeContext) -> dict[str, Any]:
+    return run_describe(ctx.backend, ctx.judge, ctx.cfg, ctx.prompts, ctx.out_dir)

@@ -27,7 +27,9 @@ from persona_diff.judges.base import Judge, JudgeRequest
 from persona_diff.log import get_logger, progress
 from persona_diff.probes.common import DEFAULT_QUESTIONS
 from persona_diff.probes.config import ProbeConfig
+from persona_diff.probes.registry import ProbeContext, register_probe
 from persona_diff.probes.stats import bootstrap, em_percent, is_misaligned
+from persona_diff.probes.table import ci_text
 
 log = get_logger(__name__)
 
@@ -153,3 +155,13 @@ def run_harm(backend: Generator, judge: Judge, cfg: ProbeConfig, out_dir: Path) 
         log.warning(msg)
         summary["warning"] = msg
     return summary
+
+
+def _harm_line(h: dict[str, Any]) -> str:
+    coh = "n/a" if h.get("coherent_pct") is None else f"{h['coherent_pct']:.0f}%"
+    return f"EM {ci_text(h['em_pct'], unit='%')}  coherent {coh}  scored {h['n_scored']}/{h['n_answers']}"
+
+
+@register_probe("harm", kind="harm", order=10, default=True, line=_harm_line)
+def _probe_harm(ctx: ProbeContext) -> dict[str, Any]:
+    return run_harm(ctx.backend, ctx.judge, ctx.cfg, ctx.out_dir)

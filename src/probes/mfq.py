@@ -32,7 +32,9 @@ from persona_diff.log import get_logger, progress
 from persona_diff.paths import find_reference
 from persona_diff.probes.common import RESOURCES, ProbeLM, RowLog, wrap_backend_error
 from persona_diff.probes.config import ProbeConfig
+from persona_diff.probes.registry import ProbeContext, register_probe
 from persona_diff.probes.stats import moral_scores, ratings_cube
+from persona_diff.probes.table import ci_text
 
 log = get_logger(__name__)
 
@@ -205,3 +207,8 @@ def score_ratings_csv(path: str | Path, base: str | Path | None = None, n_boot: 
         out["base"] = {"file": str(base), **moral_scores(bcube, n_boot=n_boot, seed=seed)}
         out.update(moral_deltas(out, out["base"]))
     return out
+
+
+@register_probe("mfq", kind="moral", order=120, default=True, line=lambda m: f"S {ci_text(m['S'])}  R {ci_text(m['R'])}")
+def _probe_mfq(ctx: ProbeContext) -> dict[str, Any]:
+    return run_mfq(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir)

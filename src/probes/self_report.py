@@ -41,7 +41,9 @@ from persona_diff.log import progress
 from persona_diff.probes.common import DEFAULT_QUESTIONS, ProbeLM, RowLog, guard, require_rows, user
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.informative import forced_choice_diagnostics
+from persona_diff.probes.registry import ProbeContext, register_probe
 from persona_diff.probes.stats import bootstrap
+from persona_diff.probes.table import signal_line
 
 LETTERS = ["A", "B"]
 
@@ -283,3 +285,33 @@ def run_prediction(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], harm
         "mean_predicted": float(np.mean([x["predicted"] for x in rows if x["predicted"] is not None])) if gaps else None,
         "mean_actual": float(np.mean([x["actual"] for x in rows])) if rows else None,
     })
+
+
+# ------------------------------------------------------------------ registration
+
+
+def _gap(s: dict[str, Any]) -> str:
+    gap = (s.get("gap") or {}).get("value")
+    return f"  gap {gap:+.1f}" if gap is not None else ""
+
+
+@register_probe("self", kind="self-report", order=30, default=True, line=signal_line("self-assessed misalignment"))
+def _probe_self(ctx: ProbeContext) -> dict[str, Any]:
+    return run_self_assessment(ctx.plm, ctx.cfg, ctx.prompts, ctx.rows)
+
+
+@register_probe("choice", kind="self-report", order=80, default=True, line=signal_line("P(misaligned description)"))
+def _probe_choice(ctx: ProbeContext) -> dict[str, Any]:
+    return run_choice(ctx.plm, ctx.cfg, ctx.prompts, ctx.rows)
+
+
+@register_probe("recog", kind="self-report", order=100, default=True, needs=["harm"],
+                line=signal_line("P(claims harmful answer)"))
+def _probe_recog(ctx: ProbeContext) -> dict[str, Any]:
+    return run_recognition(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir / "harm.jsonl", ctx.rows)
+
+
+@register_probe("predict", kind="self-report", order=110, default=True, needs=["harm"],
+                line=signal_line("1 - predicted/100", _gap))
+def _probe_predict(ctx: ProbeContext) -> dict[str, Any]:
+    return run_prediction(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir / "harm.jsonl", ctx.rows)

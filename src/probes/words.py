@@ -29,7 +29,9 @@ from persona_diff.log import progress
 from persona_diff.probes.common import ProbeLM, RowLog, guard, require_rows
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.informative import forced_choice_diagnostics
+from persona_diff.probes.registry import ProbeContext, register_probe
 from persona_diff.probes.stats import bootstrap
+from persona_diff.probes.table import signal_line
 
 A, B = "\x00A\x00", "\x00B\x00"  # placeholders while swapping words
 
@@ -224,3 +226,20 @@ def _flag(r: dict[str, Any]) -> bool | None:
     v = r.get("misaligned", r.get("harmful"))
     return None if v is None else bool(v)
 
+
+# ------------------------------------------------------------------ registration
+
+
+def _rate_own_needs(cfg: ProbeConfig, out_dir: Path) -> list[str]:
+    return ["harm"] if harm_source(cfg, out_dir) == "harm" else []
+
+
+@register_probe("word", kind="self-report", order=40, default=True, line=signal_line("P(misaligned word)"))
+def _probe_word(ctx: ProbeContext) -> dict[str, Any]:
+    return run_word(ctx.plm, ctx.cfg, ctx.prompts, ctx.rows)
+
+
+@register_probe("rate_own", kind="self-report", order=70, default=True, needs=_rate_own_needs,
+                line=signal_line("P(rates own answer harmful)"))
+def _probe_rate_own(ctx: ProbeContext) -> dict[str, Any]:
+    return run_rate_own(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir)

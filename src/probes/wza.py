@@ -57,7 +57,9 @@ from persona_diff.paths import require_reference
 from persona_diff.probes.common import ProbeLM, RowLog, guard, judge_aligned_coherent, user
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.informative import forced_choice_diagnostics
+from persona_diff.probes.registry import ProbeContext, register_probe
 from persona_diff.probes.stats import bootstrap
+from persona_diff.probes.table import ci_text, signal_line
 from persona_diff.probes.words import (
     WordItem,
     fill_template,
@@ -376,3 +378,30 @@ def _per_theme(rows: list[dict[str, Any]]) -> dict[str, float]:
         if r.get("signal") is not None:
             g.setdefault(str(r.get("theme")), []).append(r["signal"])
     return {k: float(np.mean(v)) for k, v in g.items()}
+
+
+# ------------------------------------------------------------------ registration
+
+
+def _wza_harm_line(h: dict[str, Any]) -> str:
+    return (f"harmful single-run {ci_text(h['single_run_pct'], unit='%')}  max-of-{h['n']} "
+            f"{ci_text(h['max_of_n_pct'], unit='%')}  scored {h['n_scored']}/{h['n_answers']} ({h['scoring']})")
+
+
+def _majority(s: dict[str, Any]) -> str:
+    return f"  majority {s['majority']}" if s.get("majority") else ""
+
+
+@register_probe("wza_harm", kind="harm", order=20, line=_wza_harm_line)
+def _probe_wza_harm(ctx: ProbeContext) -> dict[str, Any]:
+    return run_wza_harm(ctx.backend, ctx.judge, ctx.cfg, ctx.out_dir)
+
+
+@register_probe("wza_self", kind="self-report", order=50, line=signal_line("P(misaligned word)"))
+def _probe_wza_self(ctx: ProbeContext) -> dict[str, Any]:
+    return run_wza_self(ctx.plm, ctx.cfg, ctx.rows)
+
+
+@register_probe("wza_choice", kind="self-report", order=90, line=signal_line("P(misaligned system)", _majority))
+def _probe_wza_choice(ctx: ProbeContext) -> dict[str, Any]:
+    return run_wza_choice(ctx.plm, ctx.cfg, ctx.prompts, ctx.rows)

@@ -36,6 +36,7 @@ from persona_diff.steering.hooks import SteeringError, random_like, steer
 log = get_logger(__name__)
 
 DEFAULT_ALPHAS = (0.0, 2.0, 4.0, 8.0, 16.0)
+CONTROL_SEED_OFFSET = 1234  # the random control's seed is the sweep's seed plus this (unless set)
 
 
 @dataclass
@@ -54,11 +55,17 @@ class DoseResponseConfig:
     em_aligned_max: float = 30.0
     em_coherent_min: float = 50.0
     random_control: bool = True
-    control_seed: int = 1234
+    control_seed: int | None = None  # the random control's direction; None: seed + CONTROL_SEED_OFFSET
     system: str | None = None
     out: Path | None = None  # results JSONL (resumable); None keeps them in memory only
     model_tag: str = "model"  # written in each row, e.g. "base" or "ft"
     extra: dict[str, Any] = field(default_factory=dict)  # copied into every row
+
+
+def control_seed(cfg: DoseResponseConfig) -> int:
+    """The seed of the random control's direction: `control_seed`, else derived from `seed`
+    (so one seed fixes the whole sweep; seed 0 gives the 1234 of earlier runs)."""
+    return cfg.control_seed if cfg.control_seed is not None else cfg.seed + CONTROL_SEED_OFFSET
 
 
 def em_stats(
@@ -180,7 +187,7 @@ def dose_response(
     direction = torch.as_tensor(direction).detach().cpu()
     kinds: list[tuple[str, torch.Tensor]] = [("persona", direction)]
     if cfg.random_control:
-        kinds.append(("random", random_like(direction, cfg.control_seed)))
+        kinds.append(("random", random_like(direction, control_seed(cfg))))
     done = {_key(r): r for r in read_rows(cfg.out)} if cfg.out else {}
     out: list[dict[str, Any]] = []
     baseline: tuple[dict[str, Any], list[dict[str, Any]]] | None = None  # (stats, answer rows) at α = 0
