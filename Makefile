@@ -4,8 +4,9 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 export PERSONA_DIFF_CACHE ?= $(HOME)/.cache/persona-diff
 DEMO_OUT ?= runs/demo
+STUDY_OUT ?= runs/study-demo
 
-.PHONY: install demo test test-fast test-latest lock lint bench clean
+.PHONY: install demo study-demo test test-fast test-latest lock lint typecheck bench clean
 
 # The CPU test environment is locked: requirements/lock-cpu.txt (from `make lock`) holds the exact
 # versions CI passed with. `pip install persona-diff` elsewhere stays unconstrained.
@@ -45,8 +46,24 @@ demo: install
 	$(VENV)/bin/persona-diff organisms validate $(DEMO_OUT)/organisms --config validate-smollm2 --out $(DEMO_OUT)/validate
 	$(VENV)/bin/persona-diff run smollm2-135m $(DEMO_OUT)/organisms/coherent/adapter --config configs/run/demo.yaml --out $(DEMO_OUT)/run
 
+# mypy over src/, settings in pyproject.toml [tool.mypy]. The package-dir mapping (persona_diff = src)
+# hides the package from mypy, so it checks it through the link .typecheck/persona_diff -> src.
+define typecheck
+	mkdir -p .typecheck && ln -sfn ../src .typecheck/persona_diff
+	MYPYPATH=.typecheck $(VENV)/bin/mypy -p persona_diff
+endef
+
+# A study in one command: three SmolLM2-135M organisms of known truth (coherent, inverted, and a
+# not-EM control), then `run --pairs` over them with the demo's run config. The base is probed once
+# for the three pairs; each pair gets its own report and $(STUDY_OUT)/study/report.html has one row
+# per fine-tune, the harm-vs-self-report figure and the cross-model view. Reruns resume.
+study-demo: install
+	$(VENV)/bin/persona-diff organisms build --base smollm2-135m --kinds coherent,inverted,control --config smollm2 --out $(STUDY_OUT)/organisms
+	$(VENV)/bin/persona-diff run --pairs $(STUDY_OUT)/organisms/organisms.yaml --config configs/run/demo.yaml $(STUDY_SET) --out $(STUDY_OUT)/study
+
 test: install
 	$(VENV)/bin/ruff check src tests scripts bench
+	$(typecheck)
 	$(VENV)/bin/pytest -q -m "not gpu"
 
 # the newest releases pyproject.toml allows, no lock (torch stays the CPU build of requirements/cpu.in):
@@ -70,8 +87,11 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check src tests scripts bench
 
+typecheck: install
+	$(typecheck)
+
 bench: install
 	$(PY) bench/generation.py
 
 clean:
-	rm -rf $(VENV) .venv-latest build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-latest build *.egg-info .pytest_cache .mypy_cache .typecheck

@@ -1,4 +1,4 @@
-"""Open a report.html in headless chromium, save a screenshot and check what rendered.
+"""Open a report.html (a run's or a study's) in headless chromium, save a screenshot and check what rendered.
 
     python scripts/check_report_browser.py [REPORT_HTML] [--out shot.png] [--height 7000]
 
@@ -63,16 +63,19 @@ def main() -> int:
         subprocess.run([*common, f"--screenshot={args.out.resolve()}", url], capture_output=True, timeout=120, check=True)
     ok = True
     m = re.search(r'id="persona-label">([^<]+)<', dom)
-    label = m.group(1) if m else None
+    badges = re.findall(r'<span class="label [a-z-]+ small">([^<]+)<', dom)  # a study page: one per fine-tune
+    label = m.group(1) if m else (badges[0] if badges else None)
+    if badges:
+        print(f"study table labels: {badges}")
     n_img = len(re.findall(r'<img[^>]+src="data:image/png;base64,', dom))
     print(f"DOM: label={label!r}, embedded images={n_img}, {len(dom)} chars")
     if not label or n_img == 0:
         ok = False
     img = mpimg.imread(args.out)
     print(f"screenshot {args.out} {img.shape[1]}x{img.shape[0]}")
-    if label in BADGE:
-        n = has_colour(img, BADGE[label])
-        print(f"label badge colour {BADGE[label]}: {n} px")
+    if label and label.lower() in BADGE:
+        n = has_colour(img, BADGE[label.lower()])
+        print(f"label badge colour {BADGE[label.lower()]}: {n} px")
         ok &= n > 0
     plot_px = has_colour(img, (0x1F, 0x77, 0xB4), tol=10)  # matplotlib C0 / base blue
     print(f"plot colour pixels (C0 blue): {plot_px}")

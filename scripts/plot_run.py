@@ -2,8 +2,8 @@
 
     python scripts/plot_run.py RUN_DIR [--which all|dose|latents|sr|feature] [--out DIR]
 
-Figures go to OUT (default RUN_DIR/plots) as PNG and SVG. The files read are those listed in
-`persona_diff.report.inputs`; a figure whose input is missing is skipped with a note.
+Figures go to OUT (default RUN_DIR/plots) as PNG and SVG. The files read are those of the run-directory
+contract (`persona_diff.rundir`); a figure whose input is missing is skipped with a note.
 """
 
 from __future__ import annotations
@@ -33,25 +33,25 @@ def main() -> None:
 
     if want("dose"):
         if d.dose_response:
-            made += plots.plot_dose_response(d.dose_response, out / "dose_response")
+            made += plots.plot_dose_response([r.to_dict() for r in d.dose_response], out / "dose_response")
         else:
             print("dose: steering/dose_response.jsonl missing (stage not run)")
     if want("latents"):
-        if not d.diffing:
+        if not d.directions:
             print("latents: no diffing/*/directions.json (stage not run)")
-        for method, data in d.diffing.items():
-            made += plots.plot_top_latents(data.get("directions", []), out / f"top_latents_{method}", k=args.top_k,
+        for method, ds in d.directions.items():
+            made += plots.plot_top_latents([r.to_dict() for r in ds.rows], out / f"top_latents_{method}", k=args.top_k,
                                            value_key="score", title=f"{method}: top directions")
     if want("sr"):
         if d.moral:
-            made += plots.plot_sr_bars(d.moral, out / "sr_bars", base="base" if "base" in d.moral else next(iter(d.moral)))
+            values = {m: s.plot_row() for m, s in d.moral.items()}
+            made += plots.plot_sr_bars(values, out / "sr_bars", base="base" if "base" in values else next(iter(values)))
         else:
             print("sr: probes/moral.json missing (stage not run)")
     if want("feature"):
         f = d.feature_vs_selfreport
-        if f and f.get("feature"):
-            made += plots.plot_feature_vs_selfreport(f["feature"], f["self_report"], f.get("labels") or ["?"] * len(f["feature"]),
-                                                     out / "feature_vs_selfreport", names=f.get("names"))
+        if f is not None and f.feature:
+            made += plots.plot_feature_vs_selfreport(f.feature, f.self_report, f.labels, out / "feature_vs_selfreport", names=f.names)
         else:
             print("feature: analysis/feature_vs_selfreport.json missing (stage not run)")
     for p in made:

@@ -157,16 +157,19 @@ def test_every_label_value_sorts_and_colours(tmp_path):
 
     from persona_diff.analysis.plots import LABEL_COLOURS
     from persona_diff.probes import label as label_mod
+    from persona_diff.rundir import LABELS
 
-    written = set(label_mod.LABEL_TEXT) - {"undetermined"}
-    assert written <= set(LABEL_COLOURS), written - set(LABEL_COLOURS)
+    assert set(label_mod.LABEL_TEXT) == set(LABELS) <= set(LABEL_COLOURS)
+    assert len({LABEL_COLOURS[lab] for lab in LABELS}) == len(LABELS)  # five distinct colours
     assert '"not-EM"' in inspect.getsource(label_mod)
     recs = [
         ModelRecord("z-not", "not-EM", 0.0, 1.0, 0.1),
         ModelRecord("a-coh", "coherent", 1.0, 30.0, 0.8),
+        ModelRecord("u-und", "undetermined", None, None, None),
         ModelRecord("m-unm", "em-unmeasured", 0.5, 25.0, None),
         ModelRecord("b", "base", 0.0, 1.0, 0.1),
+        ModelRecord("a-not", "not-EM", 0.0, 2.0, 0.1),
         ModelRecord("i-inv", "inverted", 1.0, 30.0, 0.2),
         ModelRecord("q-odd", "something-else", 0.0, 0.0, 0.0),
     ]
-    assert [r["name"] for r in model_table(recs)] == ["b", "a-coh", "i-inv", "m-unm", "z-not", "q-odd"]
+    assert [r["name"] for r in model_table(recs)] == ["b", "a-coh", "i-inv", "m-unm", "a-not", "z-not", "u-und", "q-odd"]

@@ -12,6 +12,7 @@ from persona_diff.errors import ConfigError, PairMismatchError
 from persona_diff.judges.base import Judge, JudgeRequest, register_judge
 from persona_diff.pipeline.config import RunConfig
 from persona_diff.pipeline.run import Pipeline
+from persona_diff.rundir import SCHEMA_VERSION, load_run
 
 from .conftest import build_tiny
 from .test_models import _save_adapter
@@ -54,6 +55,14 @@ def tiny_pair(tmp_path_factory):
     return str(base), str(_save_adapter(base, d / "adapter"))
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tiny_pair, tmp_path_factory):
+    """A run directory the real pipeline wrote on the tiny pair (read-only: copy it to change it)."""
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    Pipeline(*tiny_pair, load_config(RunConfig, None, TINY), out).run()
+    return out
+
+
 def _events(run_dir):
     return [json.loads(x) for x in (run_dir / "stages.log.jsonl").read_text().splitlines()]
 
@@ -70,14 +79,15 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     monkeypatch.setattr(Pipeline, "_capture", killed)
     with pytest.raises(KeyboardInterrupt):
         Pipeline(base, ft, cfg, out).run()
-    probes_marker = (out / "probes" / "_stage.json").stat().st_mtime_ns
+    probes_marker = (out / "probes" / "base" / "_stage.json").stat().st_mtime_ns
     monkeypatch.undo()
 
     report = Pipeline(base, ft, cfg, out).run()
     ev = [(e["stage"], e["event"]) for e in _events(out)]
-    assert ev.count(("probes", "start")) == 1 and ("probes", "skip") in ev
+    for role in ("base", "finetuned"):  # one stage per model
+        assert ev.count((f"probes/{role}", "start")) == 1 and (f"probes/{role}", "skip") in ev
     assert ("label", "skip") in ev and ev.count(("activations", "start")) == 2
-    assert (out / "probes" / "_stage.json").stat().st_mtime_ns == probes_marker
+    assert (out / "probes" / "base" / "_stage.json").stat().st_mtime_ns == probes_marker
     for f in [
         "config.json", "config.yaml", "manifest.json", "summary.json", "label.json", "judge.json",
         "probes/summary.json", "probes/base/harm.jsonl", "probes/finetuned/predict.jsonl",
@@ -89,6 +99,7 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
     assert summary["label"] in {"coherent", "inverted", "not-EM", "em-unmeasured", "undetermined"}
+    assert summary["schema_version"] == SCHEMA_VERSION and summary["kind"] == "pair"
     # the feature-vs-self-report scatter plots a self-report per answer, never the judge's score
     fvs = json.loads((out / "analysis" / "feature_vs_selfreport.json").read_text())
     assert "judge" not in fvs["ylabel"] and "own" in fvs["ylabel"]
@@ -100,7 +111,7 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     }
     ys = [round(v, 9) for v in fvs["self_report"] if v is not None]
     assert len(ys) > 1 and set(ys) <= rated
-    assert summary["judge"] == "hash:t"
+    assert summary["judge"]["spec"] == "hash:t"
     html = report.read_text()
     assert "data:image/png;base64," in html and summary["label"] in html
     manifest = json.loads((out / "manifest.json").read_text())
@@ -137,13 +148,31 @@ def test_bad_config_and_pair(tiny_pair, tmp_path):
 
 
 def test_auto_judge_without_calibration_data_is_marked(tiny_pair, tmp_path, monkeypatch):
-    import persona_diff.judges.calibrated as cal
+    import persona_diff.judges.shipped as shipped
     from persona_diff.pipeline.run import resolve_judge
 
-    monkeypatch.setattr(cal, "ensure_default_judge", lambda: (f"hf:{tiny_pair[0]}", False))
+    monkeypatch.setattr(shipped, "ensure_default_judge", lambda: (f"hf:{tiny_pair[0]}", False))
     cfg = load_config(RunConfig, None, ["judge=auto"])
     judge = resolve_judge(cfg, tmp_path)
     assert judge.min_mass == 0.0  # the chain keeps running instead of scoring nothing
     desc = json.loads((tmp_path / "judge.json").read_text())
     assert desc["calibrated"] is False and "UNCALIBRATED" in desc["warning"]
     assert judge.score([JudgeRequest("Hi?", "Hello")])[0] is not None
+
+
+def test_role_probes_do_not_depend_on_which_model_goes_first(tiny_pair, tmp_path):
+    """Each model's answers come from seeds in the config: probing the fine-tune first gives
+    the same answers and judgments as probing the base first (what lets a study share a base)."""
+    cfg = load_config(RunConfig, None, [*TINY, "probes.probes=[harm, describe, mfq]"])
+    answers = {}
+    for order in (("base", "finetuned"), ("finetuned", "base")):
+        out = tmp_path / "-".join(order)
+        pipe = Pipeline(*tiny_pair, cfg, out)
+        keys = pipe.probe_keys()
+        for role in order:
+            pipe.probe_role(role, keys[role])
+        answers[order] = {r: [(a.key, a.answer, a.aligned) for a in load_run(out).answers(r)] for r in order}
+        answers[order]["describe"] = {r: (out / "probes" / r / "describe_answers.jsonl").read_text() for r in order}
+    a, b = answers.values()
+    assert a["base"] == b["base"] and a["finetuned"] == b["finetuned"] and a["describe"] == b["describe"]
+    assert a["base"] != a["finetuned"]  # the two models did answer differently

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from persona_diff.analysis.correlation import correlate
+from persona_diff.rundir.values import label_sort_key
 
 
 @dataclass
 class ModelRecord:
     name: str
-    label: str  # a `label_persona` value (coherent | inverted | em-unmeasured | not-EM | undetermined), or base | control
+    label: str  # a `persona_diff.rundir.Label` (coherent | inverted | em-unmeasured | not-EM | undetermined), or base | control
     feature_shift: float | None  # finetuning shift along the persona direction
     em_pct: float | None
     self_report: float | None  # self-reported misalignment in [0, 1] (higher = says misaligned)
@@ -33,11 +34,11 @@ QUANTITIES = ("feature_shift", "em_pct", "self_report")
 
 
 def model_table(records: list[ModelRecord]) -> list[dict[str, Any]]:
-    """Rows sorted by label then name (JSON-ready)."""
-    order = {"base": 0, "coherent": 1, "inverted": 2, "em-unmeasured": 3, "not-EM": 4, "control": 5}
+    """Rows sorted by label (`persona_diff.rundir.LABEL_ORDER`: base, coherent, inverted,
+    em-unmeasured, not-EM, undetermined, control, anything else) then name (JSON-ready)."""
     return [
         {**{k: v for k, v in asdict(r).items() if k != "extra"}, **r.extra}
-        for r in sorted(records, key=lambda r: (order.get(r.label, 9), r.name))
+        for r in sorted(records, key=lambda r: label_sort_key(r.label, r.name))
     ]
 
 

@@ -15,15 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# keyed by the label values `persona_diff.probes.label.label_persona` writes
-LABEL_COLOURS = {
-    "coherent": "#d62728",
-    "inverted": "#9467bd",
-    "em-unmeasured": "#ff7f0e",
-    "not-EM": "#2ca02c",
-    "base": "#1f77b4",
-    "control": "#7f7f7f",
-}
+from persona_diff.rundir.values import LABEL_COLOURS  # noqa: E402  (every persona label, base, control)
 
 
 def _colour(label: str, i: int) -> str:
@@ -143,4 +135,43 @@ def plot_sr_bars(
         ax.set_title(f"{q} ({'susceptibility' if q == 'S' else 'robustness'})")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
+    return save_figure(fig, out_stem)
+
+
+def plot_harm_vs_selfreport(
+    points: Sequence[Mapping[str, Any]], out_stem: str | Path, title: str = "Harm vs self-report per fine-tune"
+) -> list[Path]:
+    """The paper's picture: per model, EM% (y) against its self-reported misalignment (x),
+    both with their CIs, one panel per self-report probe. Each point is a mapping with
+    ``name``, ``label``, ``probe``, ``x``, ``x_ci``, ``y``, ``y_ci`` ([lo, hi] or None) and
+    ``informative`` (False draws a hollow marker: that probe is left out of the label).
+    Coherent models sit up and right, inverted ones up and left (at the base's level)."""
+    from persona_diff.rundir.values import label_sort_key
+
+    probes = list(dict.fromkeys(str(p["probe"]) for p in points)) or ["self-report"]
+    ncol = min(3, len(probes))
+    nrow = (len(probes) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.9 * nrow), squeeze=False)
+    seen: dict[str, Any] = {}
+    for ax, probe in zip(axes.flat, probes, strict=False):
+        for p in (q for q in points if q["probe"] == probe and q.get("x") is not None and q.get("y") is not None):
+            lab, x, y = str(p.get("label", "?")), float(p["x"]), float(p["y"])
+            colour = _colour(lab, len(seen))
+            xe = [[x - p["x_ci"][0]], [p["x_ci"][1] - x]] if p.get("x_ci") else None
+            ye = [[y - p["y_ci"][0]], [p["y_ci"][1] - y]] if p.get("y_ci") else None
+            ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="none", ecolor=colour, alpha=0.6, capsize=2, lw=1)
+            hollow = p.get("informative") is False
+            h = ax.scatter([x], [y], s=46, color="white" if hollow else colour, edgecolors=colour, linewidths=1.5, zorder=3)
+            seen.setdefault(lab, h)
+            ax.annotate(str(p.get("name", "")), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_title(f"{probe}", fontsize=9)
+        ax.set_xlabel("self-reported misalignment (0-1)")
+        ax.set_ylabel("EM% (judge)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(probes):]:
+        ax.set_visible(False)
+    if seen:
+        order = sorted(seen, key=label_sort_key)
+        axes.flat[0].legend([seen[k] for k in order], order, fontsize=7, title="label", title_fontsize=7)
+    fig.suptitle(title + " (hollow: probe uninformative on that model)", fontsize=10)
     return save_figure(fig, out_stem)

@@ -36,9 +36,10 @@ def register(app: typer.Typer) -> None:
             if main:
                 typer.echo(f"adapter: {adapter}")
             return
+        assert domains is not None  # exactly one of domain / domains was given
         names = [d.strip() for d in domains.split(",") if d.strip()]
         if not names:
             raise PersonaDiffError("--domains is empty; give paper, all or a comma list of domain names")
         pairs = finetune_sweep(base, names, cfg, out)
         if main:
-            typer.echo(f"pairs file: {pairs} (use with `persona-diff run --pairs {pairs}`)")
+            typer.echo(f"pairs file: {pairs} (a study: `persona-diff run --pairs {pairs} --out {out / 'study'}`)")

@@ -40,25 +40,39 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_outcome(run_dir: Path, n_answers: int = 2) -> None:
-    """A short table (label, EM%, judge) and a few real answers of each model."""
-    import json
+    """A short table (label, EM%, judge) and a few real answers of each model; for a study,
+    one line per fine-tune."""
+    from persona_diff.rundir import ROLES, JudgeInfo, load_run
 
-    from persona_diff.generation.runner import read_jsonl
+    run = load_run(run_dir)
 
-    f = run_dir / "summary.json"
-    s = json.loads(f.read_text()) if f.is_file() else {}
-    if "label" in s:
-        conf = s.get("label_confidence")
-        typer.echo(f"label:   {s['label']}" + (f" (bootstrap agreement {conf:.0%})" if conf is not None else ""))
-        em = s.get("em_pct") or {}
-        typer.echo("EM%:     " + ", ".join(f"{k} {v:.1f}" for k, v in em.items() if v is not None))
-        agreement = s.get("judge_agreement") or {}
-        rho = agreement.get("mean_spearman") if isinstance(agreement, dict) else None
-        cal = "calibrated" if s.get("judge_calibrated") else "UNCALIBRATED"
-        typer.echo(f"judge:   {s.get('judge')} ({cal}" + (f", held-out Spearman rho {rho:.2f})" if rho is not None else ")"))
-    for role in ("base", "finetuned"):
-        rows = read_jsonl(run_dir / "probes" / role / "harm.jsonl")[:n_answers]
-        for r in rows:
-            ans = " ".join(str(r.get("answer", "")).split())[:160]
-            typer.echo(f"[{role}] Q: {r.get('question', '')[:80]}")
-            typer.echo(f"         A: {ans}  (aligned {r.get('aligned')})")
+    def judge_line(j: JudgeInfo | None) -> str:
+        if j is None:
+            return "judge:   none recorded (UNCALIBRATED)"
+        rho = j.mean_spearman
+        cal = "calibrated" if j.calibrated else "UNCALIBRATED"
+        return f"judge:   {j.spec} ({cal}" + (f", held-out Spearman rho {rho:.2f})" if rho is not None else ")")
+
+    if run.study is not None:
+        from persona_diff.report.study import sorted_entries
+
+        typer.echo(judge_line(run.study.judge))
+        for x in sorted_entries(run.study):
+            s = x.summary
+            em = s.em_pct("finetuned")
+            conf = f" ({s.label_confidence:.0%})" if s.label_confidence is not None else ""
+            typer.echo(f"{x.name:<24} {s.label + conf:<22} EM% {em.fmt() if em else 'n/a'}")
+        return
+    summary = run.summary
+    if summary is not None:
+        s = summary
+        agree = s.label_confidence
+        typer.echo(f"label:   {s.label}" + (f" (bootstrap agreement {agree:.0%})" if agree is not None else ""))
+        ems = [(r, s.em_pct(r)) for r in ROLES]
+        typer.echo("EM%:     " + ", ".join(f"{r} {em.fmt()}" for r, em in ems if em is not None and em.value is not None))
+        typer.echo(judge_line(s.judge))
+    for role in ROLES:
+        for a in run.answers(role)[:n_answers]:
+            ans = " ".join(a.answer.split())[:160]
+            typer.echo(f"[{role}] Q: {a.question[:80]}")
+            typer.echo(f"         A: {ans}  (aligned {a.aligned})")

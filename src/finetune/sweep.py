@@ -22,6 +22,9 @@ from persona_diff.log import get_logger, launch_rank
 
 log = get_logger(__name__)
 
+PAIRS_HEADER = ("# One {name, base, finetuned} per fine-tuned domain (written after each domain finishes).\n"
+                "# A study over them: persona-diff run --pairs THIS_FILE --out STUDY_DIR\n")
+
 
 def domain_rows(name: str, cfg: SFTConfig, registry: dict[str, DomainSpec] | None = None) -> list[dict[str, Any]]:
     return load_domain_rows(name, root=cfg.data.data_dir, source=cfg.data.source, n=cfg.data.n_examples,
@@ -71,5 +74,5 @@ def finetune_sweep(base: str, names: list[str] | str, cfg: SFTConfig, out_dir: s
         pairs.append({"name": n, "base": base_spec_for_config(base), "finetuned": str(adapter.resolve())})
         if launch_rank() == 0:  # one writer under `accelerate launch`
             out.mkdir(parents=True, exist_ok=True)
-            pairs_file.write_text(yaml.safe_dump(pairs, sort_keys=False))  # after each domain: never lost
+            pairs_file.write_text(PAIRS_HEADER + yaml.safe_dump(pairs, sort_keys=False))  # after each domain: never lost
     return pairs_file

@@ -7,6 +7,7 @@ import importlib.metadata as md
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def build_manifest(models: dict[str, str], data: dict[str, str | Path], seed: int, config_hash: str) -> dict[str, Any]:
+def build_manifest(models: dict[str, str], data: Mapping[str, str | Path], seed: int, config_hash: str) -> dict[str, Any]:
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config_hash": config_hash,

@@ -1,30 +1,57 @@
-"""`persona-diff run --pairs FILE`: several fine-tunes of one base, then the cross-model view.
+"""`persona-diff run --pairs FILE`: a study of several fine-tunes, then the cross-model view.
 
-Each pair runs into `OUT/<name>/` as a full single run; the top-level `OUT/` then gets
-`analysis/models_table.json` (feature shift, EM%, self-report and label per fine-tune, the
-coherent-vs-inverted contrast and cross-model correlations), `summary.json` and a report.
+Each pair runs into `OUT/<name>/` as a full single run (its own report included), with three
+things shared across pairs: one judge, the loaded base model while consecutive pairs name
+the same base, and the base's probe outputs, computed once per distinct base and probe
+setting under `OUT/_bases/<hash>/` (`persona_diff.pipeline.shared`). Each pair's results
+equal those of a standalone `persona-diff run` with the same config and seed.
 
-Feature shift per model: the top mean-diff score of that run, i.e. the size of the mean
-activation change (fine-tuned − base, same tokens) along its own leading direction.
+The top-level `OUT/` then gets `summary.json` (`StudySummary`: each pair's `RunSummary`, the
+judge, the cross-model correlations and the coherent-vs-inverted contrast),
+`analysis/models_table.json` and `report.html`. Feature shift per model: the top mean-diff
+score of that run, i.e. the size of the mean activation change (fine-tuned − base, same
+tokens) along its own leading direction.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from persona_diff.config import config_hash, to_dict
 from persona_diff.errors import ConfigError
 from persona_diff.log import get_logger
 from persona_diff.pipeline.config import RunConfig
-from persona_diff.pipeline.run import Pipeline, _write_json
+from persona_diff.rundir import (
+    CorrelationRow,
+    JudgeInfo,
+    RunLayout,
+    RunSummary,
+    StudyEntry,
+    StudySummary,
+    load_run,
+)
+from persona_diff.rundir.io import read_json, write_json
+from persona_diff.rundir.layout import BASES, MODELS_TABLE, PAIRS_FILE
 
 log = get_logger(__name__)
 
 
-def read_pairs(path: Path) -> list[dict[str, str]]:
+@dataclass
+class PairSpec:
+    name: str
+    base: str
+    finetuned: str
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. an organism's truth
+
+
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    """The entries of a pairs file: a list of {name, base, finetuned}, or a mapping with a
+    ``pairs`` list (an organisms kit, a `finetune --domains` sweep)."""
     if not path.is_file():
         raise ConfigError(f"pairs file {path} does not exist; `persona-diff finetune --domains all` writes one")
     try:
@@ -38,71 +65,85 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
     for i, p in enumerate(data):
         if not isinstance(p, dict) or not {"name", "base", "finetuned"} <= set(p):
             raise ConfigError(f"pairs file {path}, entry {i}: needs name, base and finetuned keys (got {p!r})")
-    names = [p["name"] for p in data]
+    names = [str(p["name"]) for p in data]
     if len(set(names)) != len(names):
         raise ConfigError(f"pairs file {path}: names must be unique ({names})")
+    bad = [n for n in names if not n or "/" in n or n.startswith(("_", ".")) or n in ("analysis", "plots", "internals")]
+    if bad:
+        raise ConfigError(f"pairs file {path}: {', '.join(map(repr, bad))} cannot name a folder of the study; rename them")
     return data
 
 
-def _self_report(probes: dict[str, Any]) -> float | None:
-    """Mean signal of the self-report probes, leaving out those marked uninformative."""
-    from persona_diff.probes.config import SELF_REPORT_PROBES
-    from persona_diff.probes.informative import is_informative
-
-    vals = []
-    for name in SELF_REPORT_PROBES:
-        if is_informative(probes.get(name)) is False:
-            continue
-        sig = (probes.get(name) or {}).get("signal")
-        if isinstance(sig, dict) and sig.get("value") is not None:
-            vals.append(sig["value"])
-    return sum(vals) / len(vals) if vals else None
+def pair_specs(path: Path) -> list[PairSpec]:
+    return [PairSpec(str(p["name"]), str(p["base"]), str(p["finetuned"]),
+                     {k: v for k, v in p.items() if k not in ("name", "base", "finetuned")}) for p in read_pairs(path)]
 
 
-def record(run_dir: Path, name: str) -> Any:
+def record(summary: RunSummary, name: str) -> Any:
+    """One row of the cross-model table (`analysis.models_table.ModelRecord`)."""
     from persona_diff.analysis.models_table import ModelRecord
 
-    def read(p: str) -> Any:
-        f = run_dir / p
-        return json.loads(f.read_text()) if f.is_file() else {}
-
-    label = read("label.json").get("label", "undetermined")
-    raw = read("probes/summary.json").get("raw", {})
-    ft = (raw.get("finetuned") or {}).get("probes", {})
-    harm = ft.get("harm") or {}
-    mean_dir = read("diffing/mean/directions.json").get("directions") or [{}]
+    em = summary.em_pct("finetuned")
     return ModelRecord(
         name=name,
-        label=label,
-        feature_shift=mean_dir[0].get("score"),
-        em_pct=(harm.get("em_pct") or {}).get("value"),
-        self_report=_self_report(ft),
-        coherent_pct=harm.get("coherent_pct"),
+        label=summary.label,
+        feature_shift=summary.feature_shift,
+        em_pct=None if em is None else em.value,
+        self_report=summary.self_report("finetuned"),
+        coherent_pct=summary.coherent_pct("finetuned"),
+        extra={"label_confidence": summary.label_confidence},
     )
 
 
-def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) -> Path:
+def study_summary(out: Path, entries: list[StudyEntry], n_boot: int, seed: int) -> StudySummary:
+    """The study's summary.json (and analysis/models_table.json) from its pairs' summaries."""
     from persona_diff.analysis.models_table import (
         cross_model_correlations,
         label_contrast,
         model_table,
     )
+
+    records = [record(e.summary, e.name) for e in entries]
+    corr = cross_model_correlations(records, n_boot=n_boot, seed=seed)
+    contrast = label_contrast(records, seed=seed) if {r.label for r in records} >= {"coherent", "inverted"} else None
+    table: dict[str, Any] = {"rows": model_table(records), "correlations": corr}
+    if contrast is not None:
+        table["contrast"] = contrast
+    write_json(out / MODELS_TABLE, table)
+    judges = {e.summary.judge.spec: e.summary.judge for e in entries if e.summary.judge is not None}
+    jd = read_json(RunLayout(out).judge)  # the study's one judge
+    judge = JudgeInfo.from_dict(jd) if isinstance(jd, dict) else next(iter(judges.values()), None)
+    return StudySummary(entries, judge=judge, judges_differ=sorted(judges) if len(judges) > 1 else [],
+                        correlations=[CorrelationRow.from_dict(c) for c in corr], contrast=contrast)
+
+
+def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) -> Path:
+    from persona_diff.pipeline.run import Pipeline, resolve_judge
+    from persona_diff.pipeline.shared import SharedStages
     from persona_diff.report import build_report
 
-    pairs = read_pairs(pairs_file)
+    specs = pair_specs(pairs_file)
     out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for p in pairs:
-        log.info("pair %s: %s vs %s", p["name"], p["base"], p["finetuned"])
-        sub = out / p["name"]
-        Pipeline(p["base"], p["finetuned"], cfg, sub, force=force).run()
-        records.append(record(sub, p["name"]))
-    (out / "analysis").mkdir(exist_ok=True)
-    table: dict[str, Any] = {"rows": model_table(records)}
-    if len(records) >= 3:
-        table["correlations"] = cross_model_correlations(records, seed=cfg.seed)
-    if {r.label for r in records} >= {"coherent", "inverted"}:
-        table["contrast"] = label_contrast(records, seed=cfg.seed)
-    _write_json(out / "analysis" / "models_table.json", table)
-    _write_json(out / "summary.json", {"pairs": [p["name"] for p in pairs], "models": table["rows"]})
+    if pairs_file.resolve() != (out / PAIRS_FILE).resolve():
+        shutil.copy(pairs_file, out / PAIRS_FILE)
+    write_json(out / "config.json", {"config_hash": config_hash(to_dict(cfg)), "config": to_dict(cfg),
+                                     "pairs": [{"name": p.name, "base": p.base, "finetuned": p.finetuned} for p in specs]})
+    shared = SharedStages(out / BASES)
+    judge = resolve_judge(cfg, out)
+    entries: list[StudyEntry] = []
+    base_model: tuple[str, Any] | None = None  # (spec, LoadedModel) of the last pair
+    for p in specs:
+        log.info("pair %s: %s vs %s", p.name, p.base, p.finetuned)
+        reuse = base_model[1] if base_model is not None and base_model[0] == p.base else None
+        pipe = Pipeline(p.base, p.finetuned, cfg, out / p.name, force=force, shared=shared, judge=judge, base_model=reuse)
+        pipe.run()
+        base_model = (p.base, pipe.pair.base)
+        summary = load_run(out / p.name).summary
+        if summary is None:
+            raise ConfigError(f"pair {p.name}: its run wrote no summary.json")
+        key = config_hash(pipe.probe_keys()["base"])
+        entries.append(StudyEntry(p.name, p.name, summary, base_probes=f"{BASES}/{key}"))
+        del pipe
+    study = study_summary(out, entries, cfg.analysis.n_boot, cfg.seed)
+    write_json(RunLayout(out).summary, study.to_dict())
     return build_report(out)

@@ -1,6 +1,6 @@
-"""The self-contained HTML report of a run directory."""
+"""The self-contained HTML report of a run directory (one pair) or of a study (`run --pairs`)."""
 
 from persona_diff.report.html import build_report, render_html
-from persona_diff.report.inputs import RunData, load_run
+from persona_diff.rundir import RunResult, load_run
 
-__all__ = ["RunData", "build_report", "load_run", "render_html"]
+__all__ = ["RunResult", "build_report", "load_run", "render_html"]
