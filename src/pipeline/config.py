@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from persona_diff.diffing.base import DiffConfig
+from persona_diff.diffing.base import DiffParams, method_configs
 from persona_diff.probes.config import LabelConfig, ProbeConfig
 from persona_diff.steering.sweep import DoseResponseConfig
 
@@ -20,9 +20,13 @@ class CaptureSection:
 
 @dataclass
 class DiffSection:
-    # which methods run: mean, contrastive, sae, diff-sae, crosscoder, persona (see `persona-diff diff --help`)
+    # which methods run: mean, contrastive, sae, diff-sae, crosscoder (see `persona-diff diff --help`)
     methods: list[str] = field(default_factory=lambda: ["mean", "sae", "diff-sae", "crosscoder"])
-    params: DiffConfig = field(default_factory=DiffConfig)
+    # flat settings: each key goes to every chosen method whose config has it (persona_diff.diffing.config)
+    params: DiffParams = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        method_configs(self.methods, self.params)  # an unknown method or a key no chosen method has fails at load
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class Pipeline:
         self.stages.run("label", k_label, lambda d: self._label(d, summaries))
         k_capture = {"probes": k_probes, "capture": to_dict(c.capture)}
         self.stages.run("activations", k_capture, self._capture)
-        k_diff = {"capture": k_capture, "diff": to_dict(c.diff)}
+        k_diff = {"capture": k_capture, "diff": {m: to_dict(x) for m, x in self._method_configs().items()}}
         self.stages.run("diffing", k_diff, self._diff)
         k_steer = {"diff": k_diff, "steering": to_dict(c.steering), "judge": judge_key}
         if c.steering.enabled:
@@ -170,7 +171,7 @@ class Pipeline:
         make = dict(self._probe_backends())[role]
         lm = make()
         log.info("probes on the %s model (%s)", role, getattr(lm, "name", role))
-        s = run_probes(lm, self.cfg.probes, self.judge, d)
+        s = run_probes(lm, replace(self.cfg.probes, seed=self.cfg.seed), self.judge, d)
         del lm  # a full-checkpoint vLLM engine is freed before the next one starts
         return {"probes": s.get("probes", {})}
 
@@ -205,7 +206,8 @@ class Pipeline:
     def _label(self, d: Path, summaries: dict[str, Any]) -> dict[str, Any]:
         from persona_diff.probes import label_persona
 
-        lab = LabelResult.from_dict(label_persona(summaries["base"], summaries["finetuned"], self.cfg.label))
+        label_cfg = replace(self.cfg.label, seed=self.cfg.seed)
+        lab = LabelResult.from_dict(label_persona(summaries["base"], summaries["finetuned"], label_cfg))
         write_json(d / "label.json", lab.to_dict())
         write_json(RunLayout(self.out).label, lab.to_dict())
         return {"label": lab.label, "confidence": lab.confidence}
@@ -236,15 +238,21 @@ class Pipeline:
 
         return ActivationStore(self.out / "activations" / "store")
 
+    def _method_configs(self) -> dict[str, Any]:
+        """Each diffing method's settings: `diff.params` routed to it, with the run's seed."""
+        from persona_diff.diffing import method_configs
+
+        return method_configs(self.cfg.diff.methods, self.cfg.diff.params, seed=self.cfg.seed)
+
     def _diff(self, d: Path) -> dict[str, Any]:
         from persona_diff.diffing import get_method
         from persona_diff.diffing.evidence import export_directions
 
         store = self._store()
         res = {}
-        for name in self.cfg.diff.methods:
+        for name, method_cfg in self._method_configs().items():
             log.info("diffing: %s", name)
-            method = get_method(name)(self.cfg.diff.params, out_dir=d / name)
+            method = get_method(name)(method_cfg, out_dir=d / name)
             result = method.fit(store)
             export_directions(result, d / name, store, self.pair.base.tokenizer, self.pair.base.model)
             res[name] = {"layer": result.layer, "top_score": float(result.scores[0]) if len(result.scores) else None}
@@ -261,8 +269,6 @@ class Pipeline:
         return r.directions[0] * r.signs[0], r.layer
 
     def _steer(self, d: Path) -> dict[str, Any]:
-        from dataclasses import replace
-
         from persona_diff.analysis.plots import plot_dose_response
         from persona_diff.probes.harm import harm_questions
         from persona_diff.steering.sweep import steer_both_ways, summarize
