@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name → the modules it is looked up in, first found wins (the run-directory contract lives in
-# `persona_diff.rundir`; `persona_diff.contract` is the name it was planned under)
+# name → the modules it is looked up in, first found wins
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "load_model": ("persona_diff.models.loading",),
     "CheckpointPair": ("persona_diff.models.pair",),
@@ -32,7 +31,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "Direction": ("persona_diff.steering.direction",),
     "steer": ("persona_diff.steering.hooks",),
     "dose_response": ("persona_diff.steering.sweep",),
-    "load_run": ("persona_diff.rundir", "persona_diff.contract"),
+    "load_run": ("persona_diff.rundir",),
 }
 
 __all__ = [
