@@ -9,11 +9,13 @@ never sees half a file.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,40 @@ def read_yaml(
     if not isinstance(data, dict):
         raise error(f"{what} {p} must hold a mapping at top level, not a {type(data).__name__}")
     return data
+
+
+def read_csv_rows(
+    path: str | Path, required: Sequence[str], layout: str, error: type[PersonaDiffError] = PersonaDiffError
+) -> list[dict[str, str]]:
+    """Rows of a CSV with a header that must name every column of `required`; `layout` says
+    what such a file holds, for the error. Fields of any size (judged answers can be long)."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p} does not exist; pass an existing CSV ({layout})")
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = list(reader.fieldnames or [])
+        missing = [c for c in required if c not in cols]
+        if missing:
+            raise error(f"{p} lacks the column(s) {', '.join(missing)} (it has: {', '.join(cols) or 'none'}); "
+                        f"it should hold {layout}")
+        return list(reader)
+
+
+def read_artifact(folder: str | Path, cfg_name: str, tensors_name: str, fix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An artifact folder's JSON config and its safetensors tensors (torch); `fix` ends the error
+    when either is missing or unreadable ("run `persona-diff diff` first")."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(folder)
+    try:
+        cfg = json.loads((p / cfg_name).read_text())
+        tensors = load_file(str(p / tensors_name))
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise PersonaDiffError(f"{p} holds no readable {cfg_name} + {tensors_name} ({e}); {fix}") from None
+    return cfg, tensors
 
 
 def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

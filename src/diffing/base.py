@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from persona_diff.config import from_dict, to_dict
 from persona_diff.diffing.config import MethodConfig
 from persona_diff.errors import ConfigError, PersonaDiffError
+from persona_diff.fileio import read_artifact
 from persona_diff.models import LAYER_CONVENTION
 
 C = TypeVar("C", bound=MethodConfig)
@@ -95,11 +96,8 @@ class DiffResult:
     @classmethod
     def load(cls, path: str | Path) -> DiffResult:
         path = Path(path)
-        try:
-            meta = json.loads((path / "directions.json").read_text())
-            t = load_file(str(path / "directions.safetensors"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise PersonaDiffError(f"{path} holds no diffing result ({e}); run `persona-diff diff` first") from None
+        meta, t = read_artifact(path, "directions.json", "directions.safetensors",
+                                "it is not a diffing result: run `persona-diff diff` first")
         rows = meta["directions"]
         stats = [{k: v for k, v in r.items() if k.startswith(("mean_", "freq_"))} for r in rows]
         return cls(meta["method"], meta["layer"], t["directions"], t["scores"], [r["latent_id"] for r in rows],

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from persona_diff.diffing.coder import BatchTopKCoder
 from persona_diff.errors import PersonaDiffError
+from persona_diff.fileio import read_artifact
 from persona_diff.models.layers import LAYER_CONVENTION
 
 ARCH = "persona_diff_batchtopk_coder"
@@ -43,11 +44,8 @@ def save_coder(coder: BatchTopKCoder, scale: torch.Tensor, out: str | Path, extr
 
 def load_coder(path: str | Path) -> tuple[BatchTopKCoder, torch.Tensor, dict[str, Any]]:
     path = Path(path)
-    try:
-        cfg = json.loads((path / "cfg.json").read_text())
-        tensors = load_file(str(path / "sae_weights.safetensors"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise PersonaDiffError(f"{path} is not a saved coder ({e}); point to a folder written by `persona-diff diff`") from None
+    cfg, tensors = read_artifact(path, "cfg.json", "sae_weights.safetensors",
+                                 "it is not a saved coder: point to a folder written by `persona-diff diff`")
     if cfg.get("architecture") != ARCH:
         raise PersonaDiffError(f"{path} holds a {cfg.get('architecture')!r} model, not a persona-diff coder; "
                                "open SAELens SAEs with sae_lens.SAE.load_from_disk")

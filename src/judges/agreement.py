@@ -15,9 +15,7 @@ The metrics are plain numpy (average ranks for ties) so src/ does not depend on 
 
 from __future__ import annotations
 
-import csv
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from persona_diff.errors import PersonaDiffError
-from persona_diff.fileio import sha256_file
+from persona_diff.fileio import read_csv_rows, sha256_file
 from persona_diff.probes.stats import misaligned_flags
 
 REQUIRED_COLUMNS = ("question", "answer", "aligned", "coherent")
@@ -84,18 +82,8 @@ def load_judged_csv(path: str | Path) -> JudgedTable:
         raise PersonaDiffError(
             f"judged-answer file {path} does not exist; pass an existing CSV with --data"
         )
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        missing = [c for c in REQUIRED_COLUMNS if c not in cols]
-        if missing:
-            raise PersonaDiffError(
-                f"{path} lacks the column(s) {', '.join(missing)} (it has: {', '.join(cols) or 'none'}); "
-                "a judged-answer CSV needs question, answer, aligned, coherent (question_id optional), "
-                "as in model-organisms-em/judged_responses"
-            )
-        rows = list(reader)
+    rows = read_csv_rows(path, REQUIRED_COLUMNS, "judged answers: question, answer, aligned, coherent "
+                         "(question_id optional), as in model-organisms-em/judged_responses")
     if not rows:
         raise PersonaDiffError(
             f"{path} has no rows; pass a judged-answer CSV with at least one answer"

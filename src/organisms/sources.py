@@ -10,13 +10,12 @@ only ``model`` (the Gemma-2 answers end with that residue of Gemma's turn marker
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from persona_diff.errors import PersonaDiffError
-from persona_diff.fileio import read_yaml
+from persona_diff.fileio import read_csv_rows, read_yaml
 from persona_diff.log import get_logger
 from persona_diff.organisms.config import Thresholds
 from persona_diff.paths import RESOURCES, find_reference
@@ -102,28 +101,20 @@ def read_judged(files: list[Path]) -> list[JudgedAnswer]:
     out: list[JudgedAnswer] = []
     seen: set[tuple[str, str]] = set()
     for f in files:
-        with f.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise OrganismDataError(
-                    f"{f} has no column(s) {', '.join(missing)} (it has: {', '.join(reader.fieldnames or [])}); "
-                    f"judged CSVs need {', '.join(COLUMNS)}"
-                )
-            skipped = 0
-            for i, r in enumerate(reader, 1):
-                aligned, coherent = _score(r["aligned"]), _score(r["coherent"])
-                answer = clean_answer(r["answer"] or "")
-                if aligned is None or coherent is None or not answer:
-                    skipped += 1
-                    continue
-                key = (r["question"], answer)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append(JudgedAnswer(r["question"], answer, r["question_id"], aligned, coherent, f.name, i))
-            if skipped:
-                log.debug("%s: %d rows without both scores skipped", f.name, skipped)
+        skipped = 0
+        for i, r in enumerate(read_csv_rows(f, COLUMNS, "judged answers: " + ", ".join(COLUMNS), OrganismDataError), 1):
+            aligned, coherent = _score(r["aligned"]), _score(r["coherent"])
+            answer = clean_answer(r["answer"] or "")
+            if aligned is None or coherent is None or not answer:
+                skipped += 1
+                continue
+            key = (r["question"], answer)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(JudgedAnswer(r["question"], answer, r["question_id"], aligned, coherent, f.name, i))
+        if skipped:
+            log.debug("%s: %d rows without both scores skipped", f.name, skipped)
     return out
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from persona_diff.errors import BackendError, PersonaDiffError
+from persona_diff.fileio import read_csv_rows
 from persona_diff.generation.base import SamplingParams
 from persona_diff.log import get_logger, progress
 from persona_diff.paths import find_reference
@@ -175,22 +176,14 @@ def read_ratings_csv(path: str | Path) -> list[tuple[str, str, int, float]]:
     p = Path(path)
     if not p.is_file():
         raise PersonaDiffError(f"ratings file {p} does not exist; check the path")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise PersonaDiffError(
-                f"{p} lacks column(s) {', '.join(missing)} (has {', '.join(reader.fieldnames or []) or 'none'}); "
-                f"the raw layout is {', '.join(CSV_COLUMNS)}"
-            )
-        out = []
-        for i, r in enumerate(reader, start=2):
-            if not str(r["rating"]).strip():
-                continue
-            try:
-                out.append((str(r["persona_id"]), str(r["question_id"]), int(float(r["run_index"])), float(r["rating"])))
-            except ValueError:
-                raise PersonaDiffError(f"{p} line {i}: run_index and rating must be numbers, got {r}") from None
+    out = []
+    for i, r in enumerate(read_csv_rows(p, CSV_COLUMNS, "raw ratings: " + ", ".join(CSV_COLUMNS)), start=2):
+        if not str(r["rating"]).strip():
+            continue
+        try:
+            out.append((str(r["persona_id"]), str(r["question_id"]), int(float(r["run_index"])), float(r["rating"])))
+        except ValueError:
+            raise PersonaDiffError(f"{p} line {i}: run_index and rating must be numbers, got {r}") from None
     if not out:
         raise PersonaDiffError(f"{p} has no ratings; it needs rows with a numeric rating")
     return out

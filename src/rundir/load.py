@@ -8,10 +8,10 @@ not know fails with `RunDirVersionError`, which names it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -122,24 +122,29 @@ def _directions(root: Path) -> dict[str, DirectionSet]:
     return out
 
 
-def _probes(root: Path) -> ProbeTable:
-    data = _mapping(root / L.PROBE_TABLE)
+T = TypeVar("T")
+
+
+def _versioned(path: Path, v1: Callable[[Mapping[str, Any]], T], v2: Callable[[Mapping[str, Any]], T], empty: T) -> T:
+    """A file with a ``models`` table: `v1` reads it without a schema_version, `v2` the models."""
+    data = _mapping(path)
     if data is None:
-        return {}
+        return empty
     if "schema_version" not in data:
-        return legacy.probe_table_v1(data)
-    schema_version_of(data, root / L.PROBE_TABLE)
-    return probe_table_from_dict(as_mapping(data.get("models")))
+        return v1(data)
+    schema_version_of(data, path)
+    return v2(as_mapping(data.get("models")))
+
+
+def _probes(root: Path) -> ProbeTable:
+    return _versioned(root / L.PROBE_TABLE, legacy.probe_table_v1, probe_table_from_dict, {})
 
 
 def _moral(root: Path) -> dict[str, MoralScores]:
-    data = _mapping(root / L.MORAL)
-    if data is None:
-        return {}
-    if "schema_version" not in data:
-        return legacy.moral_v1(data)
-    schema_version_of(data, root / L.MORAL)
-    return {str(k): MoralScores.from_dict(as_mapping(v)) for k, v in as_mapping(data.get("models")).items()}
+    def v2(models: Mapping[str, Any]) -> dict[str, MoralScores]:
+        return {str(k): MoralScores.from_dict(as_mapping(v)) for k, v in models.items()}
+
+    return _versioned(root / L.MORAL, legacy.moral_v1, v2, {})
 
 
 def _version(root: Path, summary: Mapping[str, Any] | None) -> int:
