@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from persona_diff.errors import PersonaDiffError
+from persona_diff.fileio import read_jsonl
 from persona_diff.probes.common import load_prompts
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.describe import describe_questions
@@ -28,10 +28,6 @@ from persona_diff.probes.words import parse_pair, project_items
 NEUTRAL_PROMPTS = Path(__file__).resolve().parent.parent / "resources" / "internals" / "neutral_prompts.yaml"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @dataclass

@@ -170,13 +170,14 @@ def chat_answer_ids(
 
     `system`: a system message before the question (None: the template's default, if any).
     """
-    if getattr(tok, "chat_template", None):
-        chat = [{"role": "user", "content": question}]
-        if system is not None:
-            chat.insert(0, {"role": "system", "content": system})
-        prefix = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-    else:
-        prefix = ("" if system is None else f"{system}\n\n") + f"Question: {question}\nAnswer: "
+    from persona_diff.generation.hf import (
+        render_chat,  # the one chat rendering (template or fallback)
+    )
+
+    chat = [{"role": "user", "content": question}]
+    if system is not None:
+        chat.insert(0, {"role": "system", "content": system})
+    prefix = render_chat(tok, chat, add_generation_prompt=True)
     p_ids = tok(prefix, add_special_tokens=False)["input_ids"]
     a_ids = tok(answer, add_special_tokens=False)["input_ids"][:max_answer_tokens] or [
         tok.eos_token_id

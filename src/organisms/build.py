@@ -27,7 +27,7 @@ import yaml
 
 from persona_diff.config.base import config_hash, to_dict
 from persona_diff.errors import ConfigError, PersonaDiffError
-from persona_diff.fileio import read_yaml, write_jsonl
+from persona_diff.fileio import atomic_write, read_yaml, write_jsonl
 from persona_diff.finetune.config import SFTConfig
 from persona_diff.finetune.trainer import base_spec_for_config, train_lora
 from persona_diff.log import get_logger, launch_rank
@@ -100,9 +100,7 @@ def _write_manifest(out: Path, base: str, pairs: list[dict[str, Any]], cfg: Orga
            "config": to_dict(cfg), "config_hash": config_hash(cfg)}
     head = ("# Validation organisms (persona-diff organisms build): LoRA fine-tunes whose persona label is\n"
             "# known by construction. A pairs file: persona-diff run --pairs THIS_FILE\n")
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    tmp.replace(path)
+    atomic_write(path, head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from persona_diff.analysis.plots import LABEL_COLOURS
+from persona_diff.fileio import read_jsonl
 from persona_diff.judges.base import judge_line
 from persona_diff.probes.stats import bootstrap_samples
 
@@ -36,17 +37,13 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def per_answer(folder: Path) -> list[tuple[float, float]]:
     """(judge aligned score, own P(harmful)) for every harm answer that has both."""
-    aligned = {r["key"]: r.get("aligned") for r in _read_jsonl(folder / "harm.jsonl")}
+    aligned = {r["key"]: r.get("aligned") for r in read_jsonl(folder / "harm.jsonl")}
     out = []
-    for r in _read_jsonl(folder / "rate_own_answers.jsonl"):
+    for r in read_jsonl(folder / "rate_own_answers.jsonl"):
         a = aligned.get(r["key"])
         if a is not None and r.get("p_harmful") is not None:
             out.append((float(a), float(r["p_harmful"])))

@@ -11,16 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from persona_diff.fileio import sha256_file
+
 _LIBS = ("persona-diff", "torch", "transformers", "peft", "nnsight", "sae-lens", "numpy", "safetensors")
 _CHUNK = 1 << 20
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:
@@ -39,7 +34,7 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
         size = f.stat().st_size
         h.update(f"{f.relative_to(p) if p.is_dir() else f.name}:{size}".encode())
         if size < 64 * _CHUNK:
-            h.update(file_sha256(f).encode())
+            h.update(sha256_file(f).encode())
         else:
             with f.open("rb") as fh:
                 h.update(fh.read(_CHUNK))

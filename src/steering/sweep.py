@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from persona_diff.fileio import read_jsonl
 from persona_diff.generation.base import SamplingParams
 from persona_diff.generation.hf import HFGenerator
 from persona_diff.generation.questions import Question
@@ -145,15 +146,8 @@ def _key(row: dict[str, Any]) -> tuple:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results JSONL, skipping a torn last line."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    """Rows of a results JSONL (a torn last line dropped: `fileio.read_jsonl`)."""
+    return read_jsonl(path)
 
 
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:
