@@ -43,10 +43,12 @@ def test_flat_params_go_to_every_chosen_method_that_has_them():
     assert method_configs(["sae"], {"seed": 3}, seed=7)["sae"].seed == 3  # params win over the common seed
 
 
-def test_a_key_no_chosen_method_knows_is_an_error_naming_the_known_keys():
-    with pytest.raises(ConfigError, match=r"d_sae is not a setting of mean, contrastive; their settings are: "
+def test_a_key_no_method_knows_is_an_error_naming_the_known_keys():
+    with pytest.raises(ConfigError, match=r"d_sea is not a setting of mean, contrastive; their settings are: "
                                           r"aligned_min, coherent_min, layer, misaligned_max, seed, source, top_k"):
-        method_configs(["mean", "contrastive"], {"d_sae": 64})
+        method_configs(["mean", "contrastive"], {"d_sea": 64})
+    # another registered method's key is left unused: SAE settings may stay while only mean runs
+    assert set(method_configs(["mean", "contrastive"], {"d_sae": 64})) == {"mean", "contrastive"}
     with pytest.raises(ConfigError, match="d_sea"):
         method_configs(["sae"], {"d_sea": 64})
     with pytest.raises(ConfigError, match=r"diff.params \(sae\).d_sae: expected int"):

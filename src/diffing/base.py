@@ -193,13 +193,16 @@ def method_configs(methods: Sequence[str], params: MethodConfig | Mapping[str, A
                    **common: Any) -> dict[str, MethodConfig]:
     """The config of each of `methods` from flat `params` (a run config's ``diff.params``).
 
-    Each key goes to every chosen method whose config has it; a key that none of them has is
-    an error naming the keys they know. `common` (e.g. ``seed=run_seed``) fills the methods
-    that have the field, unless `params` sets it."""
+    Each key goes to every chosen method whose config has it. A key of another registered
+    method is left unused (a config can keep its SAE settings while `diff.methods` names only
+    `mean`); a key that no method has (a typo) is an error naming the keys the chosen ones know.
+    `common` (e.g. ``seed=run_seed``) fills the methods that have the field, unless `params`
+    sets it."""
     data = _as_params(params)
     classes = {m: get_method(m).config_cls for m in methods}
     known = sorted(set().union(*(config_fields(c) for c in classes.values())))
-    unknown = sorted(set(data) - set(known))
+    anywhere = set().union(*(config_fields(get_method(m).config_cls) for m in available_methods()))
+    unknown = sorted(set(data) - anywhere)
     if unknown:
         raise ConfigError(
             f"diff.params: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a setting of "

@@ -26,7 +26,7 @@ class DiffSection:
     params: DiffParams = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        method_configs(self.methods, self.params)  # an unknown method or a key no chosen method has fails at load
+        method_configs(self.methods, self.params)  # an unknown method or a key no method has fails at load
 
 
 @dataclass
