@@ -24,8 +24,6 @@ from persona_diff.rundir import (
 )
 from persona_diff.rundir.records import ProbeSummary
 
-from .test_pipeline import TINY, tiny_pair, tiny_run  # noqa: F401  (fixtures)
-
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -49,7 +47,7 @@ def test_labels_are_the_five_the_label_module_writes():
         LabelResult.from_dict({"label": "maybe"})
 
 
-def test_pipeline_run_reads_back_typed(tiny_run):  # noqa: F811
+def test_pipeline_run_reads_back_typed(tiny_run):
     run = load_run(tiny_run)
     assert run.schema_version == SCHEMA_VERSION and run.kind == "pair"
     s = run.summary

@@ -19,9 +19,6 @@ from persona_diff.models import (
 
 from .helpers import build_tiny, save_adapter
 
-# test_pipeline.py and test_pairs.py still import it from here: drop once they import tests.helpers
-_save_adapter = save_adapter
-
 
 def _ids(lm):
     return lm.tokenizer(["Hello world, the model answers", "I am"], return_tensors="pt", padding=True)

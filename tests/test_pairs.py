@@ -19,9 +19,7 @@ from persona_diff.pipeline.multi import read_pairs, run_pairs
 from persona_diff.pipeline.run import Pipeline
 from persona_diff.rundir import load_run
 
-from .conftest import build_tiny
-from .test_models import _save_adapter
-from .test_pipeline import TINY
+from .helpers import TINY, build_tiny, save_adapter
 
 STUDY = [*TINY, "probes.probes=[harm, self, describe, rate_own, mfq]", "diff.methods=[mean]"]
 
@@ -34,7 +32,7 @@ def bases(tmp_path_factory):
     ads = []
     for i, (b, name) in enumerate(((b1, "a"), (b1, "b"), (b2, "c"))):
         torch.manual_seed(100 + i)
-        ads.append((name, str(b), str(_save_adapter(b, d / f"ad_{name}"))))
+        ads.append((name, str(b), str(save_adapter(b, d / f"ad_{name}"))))
     pairs = d / "pairs.yaml"
     pairs.write_text(yaml.safe_dump([{"name": n, "base": b, "finetuned": f} for n, b, f in ads]))
     return pairs, ads

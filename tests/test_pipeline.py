@@ -3,64 +3,17 @@
 from __future__ import annotations
 
 import json
-import zlib
 
 import pytest
 
 from persona_diff.config import load_config
 from persona_diff.errors import ConfigError, PairMismatchError
-from persona_diff.judges.base import Judge, JudgeRequest, register_judge
+from persona_diff.judges.base import JudgeRequest
 from persona_diff.pipeline.config import RunConfig
 from persona_diff.pipeline.run import Pipeline
 from persona_diff.rundir import SCHEMA_VERSION, load_run
 
-from .conftest import build_tiny
-from .test_models import _save_adapter
-
-
-class HashJudge(Judge):
-    """Deterministic stand-in judge: a score from a CRC of the answer (0-100)."""
-
-    def __init__(self, name: str):
-        self.spec = f"hash:{name}"
-
-    def _score(self, requests):
-        return [float(zlib.crc32(f"{r.metric}|{r.answer}".encode()) % 101) for r in requests]
-
-    def describe(self):
-        return {"spec": self.spec, "calibrated": False, "agreement": None}
-
-
-register_judge("hash")(HashJudge)
-
-TINY = [
-    "judge=hash:t",
-    "probes.harm.max_questions=2", "probes.harm.samples=2", "probes.harm.max_new_tokens=6",
-    "probes.recog.max_items=2", "probes.predict.max_items=2", "probes.n_boot=50",
-    "probes.mfq.max_items=2", "probes.mfq.max_personas=2", "probes.mfq.repeats=2",
-    "probes.self.formats=[likert]", "label.n_boot=50",
-    "capture.layers=[1, 2]", "capture.max_tokens=400",
-    "diff.methods=[mean, diff-sae, crosscoder, sae]", "diff.params.d_sae=32", "diff.params.k=4",
-    "diff.params.steps=20", "diff.params.batch_size=32", "diff.params.top_k=3",
-    "steering.alphas=[0.0, 1.0]", "steering.ablate_alphas=[1.0]", "steering.questions=1",
-    "steering.sweep.samples_per_question=1", "steering.sweep.max_new_tokens=4",
-    "analysis.n_boot=50",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pair")
-    base = build_tiny("llama", d / "base")
-    return str(base), str(_save_adapter(base, d / "adapter"))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_pair, tmp_path_factory):
-    """A run directory the real pipeline wrote on the tiny pair (read-only: copy it to change it)."""
-    out = tmp_path_factory.mktemp("tiny_run") / "run"
-    Pipeline(*tiny_pair, load_config(RunConfig, None, TINY), out).run()
-    return out
+from .helpers import TINY, build_tiny
 
 
 def _events(run_dir):

@@ -16,15 +16,13 @@ from persona_diff.report import build_report, load_run
 from persona_diff.report.synthetic import write_synthetic_run, write_synthetic_study
 from persona_diff.rundir import LABEL_COLOURS
 
-from .test_pipeline import TINY, tiny_pair, tiny_run  # noqa: F401  (fixtures)
-
 
 def _images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
 
 @pytest.fixture
-def run(tiny_run, tmp_path):  # noqa: F811
+def run(tiny_run, tmp_path):
     """A writable copy of the pipeline's run directory, without its report and figures."""
     d = shutil.copytree(tiny_run, tmp_path / "run")
     shutil.rmtree(d / "plots")
