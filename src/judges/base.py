@@ -155,6 +155,16 @@ def _mark_uncalibrated(judge: Judge) -> Judge:
     return judge
 
 
+def resolve_judge_spec(spec: str) -> str:
+    """The spec of the judge `make_judge(spec)` builds, without building it (``default`` is
+    the shipped calibrated judge, or its fallback when its files are missing)."""
+    if spec in DEFAULT_SPECS:
+        from persona_diff.judges.shipped import ensure_default_judge
+
+        return ensure_default_judge()[0]
+    return spec
+
+
 def make_judge(spec: str, cache_dir: str | Path | None = None, **kw: Any) -> Judge:
     """Build a judge from its spec; `cache_dir` enables the on-disk cache.
 

@@ -187,6 +187,53 @@ def _resolve_base_path(base: str, adapter_dir: Path) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a spec's weights are, found without reading them (`resolve_model`)."""
+
+    spec: str
+    kind: str  # "alias" | "hf" | "peft" | "gguf"
+    base_path: str  # a folder, file or hub id holding the base weights
+    adapter_path: str | None = None
+    base_name: str | None = None  # a PEFT adapter's base, as named (alias, path or hub id)
+
+    @property
+    def weights(self) -> str:
+        """What identifies this model's own weights: the adapter when there is one."""
+        return self.adapter_path or self.base_path
+
+
+def resolve_model(spec: str | Path, base: str | None = None) -> ModelSource:
+    """Check a model spec and find its files without loading any weights, so a bad spec
+    fails before anything is written or loaded. Hub ids cannot be checked offline; they
+    pass as they are and fail at load time if unreachable."""
+    spec = str(spec)
+    if spec in ALIASES:
+        return ModelSource(spec, "alias", str(materialise_alias(spec)))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {path} does not exist; check the path")
+        return ModelSource(spec, "gguf", str(path))
+    if path.is_dir() and (path / "adapter_config.json").is_file():
+        name, base_path = adapter_base_path(path, base)
+        return ModelSource(spec, "peft", base_path, adapter_path=str(path), base_name=name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{path} is neither a HF model folder (no config.json) nor a PEFT adapter "
+                "(no adapter_config.json); point to the folder that holds one of them"
+            )
+        return ModelSource(spec, "hf", str(path))
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") != 1 or path.suffix
+    if looks_like_path:
+        raise ModelLoadError(
+            f"model {spec!r} does not exist: no such file or folder, and it is not an alias "
+            f"({', '.join(ALIASES)}); check the path"
+        )
+    return ModelSource(spec, "hf", spec)
+
+
 def load_model(
     spec: str | Path,
     *,
@@ -206,38 +253,17 @@ def load_model(
     spec = str(spec)
     where = Placement(device, device_map)
     resolve_device(device)  # a bad or unavailable device fails before any weights are read
-    if spec in ALIASES:
-        folder = materialise_alias(spec)
-        model = _load_hf(str(folder), dtype, where, trust_remote_code=False)
-        return LoadedModel(model, load_tokenizer(str(folder)), spec, "alias", str(folder))
-
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ModelLoadError(f"GGUF file {path} does not exist; check the path")
-        model, tok = _load_gguf(path, dtype, where)
-        return LoadedModel(model, tok, spec, "gguf", str(path))
-
-    if path.is_dir() and (path / "adapter_config.json").is_file():
-        return _load_adapter(path, base, dtype, where, merge, trust_remote_code)
-
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"{path} is neither a HF model folder (no config.json) nor a PEFT adapter "
-                "(no adapter_config.json); point to the folder that holds one of them"
-            )
-        model = _load_hf(str(path), dtype, where, trust_remote_code)
-        return LoadedModel(model, load_tokenizer(str(path), trust_remote_code), spec, "hf", str(path))
-
-    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") != 1 or path.suffix
-    if looks_like_path:
-        raise ModelLoadError(
-            f"model {spec!r} does not exist: no such file or folder, and it is not an alias "
-            f"({', '.join(ALIASES)}); check the path"
-        )
-    model = _load_hf(spec, dtype, where, trust_remote_code)
-    return LoadedModel(model, load_tokenizer(spec, trust_remote_code), spec, "hf", spec)
+    src = resolve_model(spec, base)
+    if src.kind == "alias":
+        model = _load_hf(src.base_path, dtype, where, trust_remote_code=False)
+        return LoadedModel(model, load_tokenizer(src.base_path), spec, "alias", src.base_path)
+    if src.kind == "gguf":
+        model, tok = _load_gguf(Path(src.base_path), dtype, where)
+        return LoadedModel(model, tok, spec, "gguf", src.base_path)
+    if src.kind == "peft":
+        return _load_adapter(src, dtype, where, merge, trust_remote_code)
+    model = _load_hf(src.base_path, dtype, where, trust_remote_code)
+    return LoadedModel(model, load_tokenizer(src.base_path, trust_remote_code), spec, "hf", src.base_path)
 
 
 def adapter_base_path(adapter_dir: Path, base: str | None = None) -> tuple[str, str]:
@@ -246,12 +272,11 @@ def adapter_base_path(adapter_dir: Path, base: str | None = None) -> tuple[str, 
     return name, _resolve_base_path(name, adapter_dir)
 
 
-def _load_adapter(
-    path: Path, base: str | None, dtype: str, where: Placement, merge: bool, trust_remote_code: bool
-) -> LoadedModel:
+def _load_adapter(src: ModelSource, dtype: str, where: Placement, merge: bool, trust_remote_code: bool) -> LoadedModel:
     from peft import PeftModel
 
-    base_name, base_path = adapter_base_path(path, base)
+    assert src.adapter_path is not None and src.base_name is not None
+    path, base_name, base_path = Path(src.adapter_path), src.base_name, src.base_path
     base_model = _load_hf(base_path, dtype, where, trust_remote_code)
     tok_src = path if (path / "tokenizer_config.json").is_file() else Path(base_path)
     tok = load_tokenizer(str(tok_src), trust_remote_code)
