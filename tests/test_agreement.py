@@ -95,7 +95,7 @@ def test_judge_agree_cli_on_hand_made_table(tmp_path, capsys):
             "tablejudge:x",
             "--data",
             str(data),
-            "--json",
+            "--out",
             str(out),
             "--cache-dir",
             str(tmp_path / "cache"),
@@ -138,7 +138,7 @@ def test_leave_one_file_out_cli_refits_per_file(tmp_path):
             "--leave-one-file-out",
             "--data",
             str(tmp_path),
-            "--json",
+            "--out",
             str(out),
         ]
     )
@@ -179,7 +179,7 @@ def test_leave_one_file_out_cli_refits_per_file(tmp_path):
                 "--leave-one-file-out",
                 "--data",
                 str(tmp_path),
-                "--json",
+                "--out",
                 str(out),
             ]
         )

@@ -310,11 +310,13 @@ def test_capture_cli_reads_config_and_set(tiny_llama, tmp_path):
     toks.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     f = tmp_path / "capture.yaml"
     f.write_text("layers: [1]\nmax_streams: 2\npositions: all\n")
-    main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "a"),
+    main(["capture", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "a"),
           "--config", str(f), "--set", "dtype=bfloat16"])
     st = ActivationStore(tmp_path / "a")
     assert st.layers == [1] and st.index["dtype"] == "bfloat16" and len(st.streams()) == 2
+    # the old --pair spelling still works; --store-dtype is the stored dtype, --dtype the weights'
     main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "b"),
-          "--config", str(f), "--set", "layers=[2]", "--layers", "3", "--max-streams", "1"])
+          "--config", str(f), "--set", "layers=[2]", "--layers", "3", "--max-streams", "1",
+          "--store-dtype", "float16", "--dtype", "float32"])
     st = ActivationStore(tmp_path / "b")
-    assert st.layers == [3] and len(st.streams()) == 1
+    assert st.layers == [3] and len(st.streams()) == 1 and st.index["dtype"] == "float16"

@@ -149,7 +149,7 @@ def test_cli_capture_then_diff(tiny_llama, tmp_path):
 
     toks = tmp_path / "answers.jsonl"
     toks.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 4))
-    main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--layers", "1,-1", "--tokens", str(toks),
+    main(["capture", str(tiny_llama), str(tiny_llama), "--layers", "1,-1", "--tokens", str(toks),
           "--out", str(tmp_path / "st")])
     assert json.loads((tmp_path / "st" / "index.json").read_text())["layers"] == [1, 3]
     main(["diff", "--method", "crosscoder", "--store", str(tmp_path / "st"), "--out", str(tmp_path / "cc"),
@@ -157,6 +157,6 @@ def test_cli_capture_then_diff(tiny_llama, tmp_path):
     assert (tmp_path / "cc" / "crosscoder" / "sae_weights.safetensors").is_file()
     assert len(json.loads((tmp_path / "cc" / "evidence.json").read_text())) == 3
     with pytest.raises(SystemExit) as e:
-        main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--layers", "7", "--tokens", str(toks),
+        main(["capture", str(tiny_llama), str(tiny_llama), "--layers", "7", "--tokens", str(toks),
               "--out", str(tmp_path / "bad")])
     assert e.value.code == 2

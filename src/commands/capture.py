@@ -2,8 +2,8 @@
 
 Settings (`CaptureConfig`): its defaults, then ``--config FILE``, then ``--set key=value``,
 then the options, which default to "not given" (their help shows the config's default).
-Where the models run (device, device map, weights dtype) stays on the command line, as for
-`persona-diff probe`: it is not part of what the store holds.
+Where the models run (device, device map, weights ``--dtype``) stays on the command line, as for
+`persona-diff probe`: it is not part of what the store holds (its dtype is ``--store-dtype``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def _setting(name: str, *decls: str, help: str) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("capture")
     def capture_cmd(
-        pair: tuple[str, str] = typer.Option(..., "--pair", help="BASE FT: the two model specs (alias, folder, PEFT adapter, .gguf)."),
+        base: str | None = typer.Argument(None, help="Base model spec (alias, HF folder/id, PEFT adapter, .gguf), as in `persona-diff run`."),
+        finetuned: str | None = typer.Argument(None, help="Fine-tuned model spec."),
+        pair: tuple[str, str] | None = typer.Option(None, "--pair", hidden=True, help="Old spelling of BASE FINETUNED."),
         tokens: Path = typer.Option(..., "--tokens", help="Answers JSONL (question, answer), chats JSONL (messages), texts JSONL (text) or a plain text file."),
         out: Path = typer.Option(..., "--out", help="Store folder (index.json + shards). An interrupted capture there resumes."),
         config: Path | None = typer.Option(None, "--config", help="YAML of the capture settings (the keys of the options below, e.g. layers: [8, 14])."),
@@ -46,23 +48,30 @@ def register(app: typer.Typer) -> None:
         positions: str | None = _setting("positions", "--positions", help="Which tokens to keep: all, prompt, answer or last_prompt"),
         batch_size: int | None = _setting("batch_size", "--batch-size", help="Streams per forward pass"),
         shard_tokens: int | None = _setting("shard_tokens", "--shard-tokens", help="Tokens per shard (bounds memory)"),
-        dtype: str | None = _setting("dtype", "--dtype", help="Stored dtype: float32, bfloat16 or float16"),
+        store_dtype: str | None = _setting("dtype", "--store-dtype", help="Stored activations dtype: float32, bfloat16 or float16"),
         max_tokens: int | None = _setting("max_tokens", "--max-tokens", help="Truncate each stream to this many tokens"),
         max_streams: int | None = _setting("max_streams", "--max-streams", help="Use only the first N streams of the file"),
         early_stop: bool | None = _setting("early_stop", "--early-stop/--no-early-stop", help="Stop the forward pass after the last requested layer"),
         device: str = typer.Option("auto", "--device", help="Device for both models: auto (a GPU when visible), cpu, cuda, cuda:N."),
         device_map: str | None = typer.Option(None, "--device-map", help="'auto' spreads each model over all visible GPUs (models too big for one)."),
-        model_dtype: str = typer.Option("float32", "--model-dtype", help="Weights dtype of both models: float32, bfloat16 (GPUs), float16."),
+        dtype: str = typer.Option("float32", "--dtype", help="Weights dtype of both models: float32, bfloat16 (GPUs), float16 (as in run, probe, steer)."),
     ) -> None:
         """Capture both models' block outputs on the same token streams (resumable)."""
         from persona_diff.activations import capture, streams_from_file
+        from persona_diff.errors import ConfigError
         from persona_diff.models import CheckpointPair
+
+        if pair is not None and (base or finetuned):
+            raise ConfigError("give the two models as BASE FINETUNED (or the old --pair BASE FINETUNED), not both")
+        base, finetuned = pair if pair is not None else (base, finetuned)
+        if not (base and finetuned):
+            raise ConfigError("give BASE and FINETUNED model specs, e.g. `persona-diff capture smollm2-135m ADAPTER --tokens F --out DIR`")
 
         cfg = load_capture_config(config, override, {
             "layers": layers, "positions": positions, "batch_size": batch_size, "shard_tokens": shard_tokens,
-            "dtype": dtype, "max_tokens": max_tokens, "max_streams": max_streams, "early_stop": early_stop,
+            "dtype": store_dtype, "max_tokens": max_tokens, "max_streams": max_streams, "early_stop": early_stop,
         })
-        cp = CheckpointPair.load(pair[0], pair[1], dtype=model_dtype, device=device, device_map=device_map)
+        cp = CheckpointPair.load(base, finetuned, dtype=dtype, device=device, device_map=device_map)
         streams = streams_from_file(cp.base.tokenizer, tokens, cfg.max_tokens)[: cfg.max_streams]
         store = capture(cp, streams, cfg.layers, cfg.positions, out, batch_size=cfg.batch_size,
                         shard_tokens=cfg.shard_tokens, dtype=cfg.dtype, early_stop=cfg.early_stop)

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
             help="Refit the calibrated judge's heads without each file in turn and score that file (a model it never saw).",
         ),
         json_out: Path | None = typer.Option(
-            None, "--json", help="Also write the report as JSON here."
+            None, "--out", help="Also write the report as JSON to this file."
         ),
         cache_dir: Path | None = typer.Option(
             None,
