@@ -21,6 +21,7 @@ class CausalConfig:
     coherence_floor: float = 50.0  # coherent% below this: the cell's harm is not trusted
     seed: int = 0
     random_seed: int = 1234
+    n_boot: int = 1000  # bootstrap resamples of the effects' 95% CIs
 
 
 @dataclass

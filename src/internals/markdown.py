@@ -15,6 +15,13 @@ def _ci(v: Any, ci: Any, fmt: str = "{:+.2f}") -> str:
     return f"{fmt.format(v)} [{_f(ci[0], fmt)}, {_f(ci[1], fmt)}]" if ci and None not in ci else fmt.format(v)
 
 
+def _causal_n(e: dict[str, Any]) -> str:
+    """The sample sizes of a causal effect ("" for summaries written before the CIs)."""
+    if "n_answers" not in e:
+        return ""
+    return f"; n = {e['n_answers']} answers ({e.get('n_questions', '?')} questions), {e['n_items']} items scored in both"
+
+
 def _direction_cell(d: dict[str, Any]) -> str:
     if not d["defined"]:
         return f"undefined ({d['undefined_because']})"
@@ -118,9 +125,12 @@ def markdown_section(s: dict[str, Any]) -> str:
         for r in ca["rows"]:
             lines.append(f"| {r['direction']} | {r['alpha']:.2f} | {_f(r['harm'], '{:.3f}')} | {_f(r['em_pct'], '{:.1f}')} | "
                          f"{_f(r['coherent_pct'], '{:.0f}')}{' ✗' if r['below_floor'] else ''} | {_f(r['self_report'], '{:.3f}')} |")
-        eff = ", ".join(f"{d}: Δharm {_f(e['harm'], '{:+.3f}')}, Δself-report {_f(e['self_report'], '{:+.3f}')} (α {e['alpha']})"
+        eff = "; ".join(f"{d}: Δharm {_ci(e['harm'], e.get('harm_ci'), '{:+.3f}')}, Δself-report "
+                        f"{_ci(e['self_report'], e.get('self_report_ci'), '{:+.3f}')} (α {e['alpha']}{_causal_n(e)})"
                         if e else f"{d}: no dose above the coherence floor" for d, e in ca["effect"].items())
-        lines += ["", f"Effects at the largest dose above the floor: {eff}."]
+        lines += ["", "Effects at the largest dose above the floor (vs the unsteered cell; [95% paired percentile "
+                  "bootstrap CI]: Δharm resampled over questions, Δself-report over items)"
+                  f": {eff}."]
     sec = s["seconds"]
     lines += ["", f"Internals wall time: activations {sec['activations']:.0f}s (per model: "
               + ", ".join(f"{k} {v:.0f}s" for k, v in sec["per_model"].items())
