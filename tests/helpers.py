@@ -152,6 +152,7 @@ TINY = [
     "steering.alphas=[0.0, 1.0]", "steering.ablate_alphas=[1.0]", "steering.questions=1",
     "steering.sweep.samples_per_question=1", "steering.sweep.max_new_tokens=4",
     "analysis.n_boot=50",
+    "internals.layer=1", "internals.layers=[1, 2]", "internals.n_boot=50", "internals.figures=false",
 ]
 
 

@@ -101,6 +101,7 @@ def test_resume_and_changed_config(study, bases, tmp_path):
     run_pairs(pairs, load_config(RunConfig, None, STUDY), out)  # resume: nothing reruns
     for name in ("a", "b", "c"):
         assert all(e == "skip" for _, e in _events(out / name / "stages.log.jsonl")[-7:])
+    assert [e for s, e in _events(out / "stages.log.jsonl") if s.startswith("internals")][-2:] == ["skip", "skip"]
     assert len(_events(out / "_bases" / "stages.log.jsonl")) == n_shared  # not even looked up again
     # another steering setting: the probes (shared or not) stay, steering reruns
     before = len(_events(out / "a" / "stages.log.jsonl"))
@@ -128,6 +129,24 @@ def test_study_report(study):
     assert "report_harm_vs_selfreport" in "".join(p.name for p in (study / "plots").iterdir())
     assert "Only 3 fine-tunes" in page  # a plain warning below 5 models
     assert "Model diffing" not in page  # no pair-only sections
+
+
+def test_study_internals_map_every_fine_tune_of_a_base_once(study):
+    """One internals stage per base over all its fine-tunes (the pairs run none of their own)."""
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in (study / "internals").glob("*/internals.json")}
+    assert len(summaries) == 2  # two bases
+    models = sorted(tuple(s["models"]) for s in summaries.values())
+    assert models == [("base", "a", "b"), ("base", "c")]
+    for s in summaries.values():
+        assert set(s["targets"].values()) == {"behavioural label"}  # the pairs file gives no truth
+        rows = s["table"]["n_per_model"]
+        for name in s["models"][1:]:
+            assert rows[name] == len(load_run(study / name).answers("finetuned"))
+    assert not any((study / n / "internals").exists() for n in ("a", "b", "c"))
+    assert sum(s.startswith("internals/") and e == "finish" for s, e in _events(study / "stages.log.jsonl")) == 2
+    page = (study / "report.html").read_text()
+    assert "Persona from the inside" in page and "Per-answer correlations" in page
+    assert "the study's other fine-tunes" in (study / "a" / "report.html").read_text()
 
 
 def test_bad_pairs_files(tmp_path):

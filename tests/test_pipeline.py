@@ -47,7 +47,7 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
         "activations/store/index.json", "diffing/mean/directions.json", "diffing/crosscoder/directions.json",
         "diffing/diff-sae/directions.json", "diffing/sae/directions.json",
         "steering/dose_response.jsonl", "steering/summary.json", "analysis/correlations.json",
-        "plots/dose_response.png", "report.html",
+        "plots/dose_response.png", "report.html", "internals/internals.json", "internals/answers.csv",
     ]:
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
@@ -70,10 +70,25 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["versions"]["torch"] and manifest["models"]["finetuned"]["fingerprint"]
 
-    # a third run does nothing but rebuild the report
+    assert "Per-answer correlations" in html
+    rows = [json.loads(x) for x in (out / "internals" / "answers.jsonl").read_text().splitlines()]
+    keys = {(r, a.key) for r in ("base", "finetuned") for a in load_run(out).answers(r)}
+    assert sorted((r["model"], r["key"]) for r in rows) == sorted(keys)  # one row per judged answer of either model
+
+    # a third run does nothing but rebuild the report: neither model nor the judge is loaded
+    import persona_diff.models.loading as loading
+    import persona_diff.pipeline.run as pipeline_run
+
+    def refuse(*a, **k):
+        raise AssertionError("a finished run loaded a model or the judge")
+
+    monkeypatch.setattr(loading, "load_model", refuse)
+    monkeypatch.setattr(pipeline_run, "resolve_judge", refuse)
     Pipeline(base, ft, cfg, out).run()
-    last = [e for e in _events(out)][-6:]
-    assert all(e["event"] == "skip" for e in last)
+    monkeypatch.undo()
+    n_stages = len({e["stage"] for e in _events(out)})
+    last = [e for e in _events(out)][-n_stages:]
+    assert n_stages >= 8 and all(e["event"] == "skip" for e in last)
 
     # where the models run is not part of the config's identity: another device resumes
     moved = load_config(RunConfig, None, [*TINY, "device=cpu", "device_map=cpu"])
@@ -98,6 +113,16 @@ def test_bad_config_and_pair(tiny_pair, tmp_path):
     cfg = load_config(RunConfig, None, TINY)
     with pytest.raises(PairMismatchError, match="hidden size"):
         Pipeline(tiny_pair[0], str(other), cfg, tmp_path / "r").run()
+
+
+def test_bad_model_spec_fails_before_the_run_dir_is_written(tiny_pair, tmp_path):
+    from persona_diff.errors import ModelLoadError
+
+    cfg = load_config(RunConfig, None, TINY)
+    for base, ft in ((tiny_pair[0], str(tmp_path / "no-such-adapter")), (str(tmp_path / "nope.gguf"), tiny_pair[1])):
+        with pytest.raises(ModelLoadError, match="does not exist"):
+            Pipeline(base, ft, cfg, tmp_path / "run")
+        assert not (tmp_path / "run").exists()
 
 
 def test_auto_judge_without_calibration_data_is_marked(tiny_pair, tmp_path, monkeypatch):

@@ -88,11 +88,12 @@ def map_point(model: str, base: np.ndarray, ft: np.ndarray, harm: np.ndarray, se
 
 
 MAP_CAPTION = (
-    "Each point is one organism: its shift over the base along the harm direction (x) and the "
+    "Each point is one fine-tune: its shift over the base along the harm direction (x) and the "
     "self-report direction (y) at the last prompt token of the same prompts, in units of the "
     "base's spread over those prompts, with 95% bootstrap CIs over prompts. Colour = the truth "
-    "the kit built in; the annotation gives the behavioural label. Upper right (both CIs above "
-    "0): a coherent persona inside; right and flat or down: inverted."
+    "of an organism of known truth, else the behavioural label; the annotation gives the "
+    "behavioural label. Upper right (both CIs above 0): a coherent persona inside; right and "
+    "flat or down: inverted."
 )
 ANSWERS_CAPTION = (
     "One point per harm answer: the answer's projection on the harm direction (model's own "
@@ -123,7 +124,7 @@ def map_figure(points: list[MapPoint], path: Path, layer: int) -> Path:
 
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     for i, p in enumerate(points):
-        colour = LABEL_COLOURS.get(p.truth or "", f"C{i}")
+        colour = LABEL_COLOURS.get(p.truth or p.label or "", f"C{i}")
         ax.errorbar([p.x], [p.y], xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
                     yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]], fmt="o", color=colour, capsize=3)
         ax.annotate(f"{p.model} → {p.label or '?'}", (p.x, p.y), textcoords="offset points", xytext=(6, 6), fontsize=8)

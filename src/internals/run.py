@@ -267,7 +267,7 @@ def run_internals(
     if cfg.figures:
         if points:
             figures["persona_map"] = str(map_figure(points, out / "persona_map.png", L))
-        truths = {o.name: o.truth or "" for o in organisms} | {base.name: "base"}
+        truths = {o.name: o.truth or (labels or {}).get(o.name, "") for o in organisms} | {base.name: "base"}
         fig = answers_figure(rows, truths, out / "answers_internal.png", L)
         if fig is not None:
             figures["answers"] = str(fig)

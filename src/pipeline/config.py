@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from persona_diff.diffing.base import DiffParams, method_configs
+from persona_diff.internals.config import InternalsConfig
 from persona_diff.probes.config import LabelConfig, ProbeConfig
 from persona_diff.steering.sweep import DoseResponseConfig
 
@@ -70,3 +71,6 @@ class RunConfig:
     diff: DiffSection = field(default_factory=DiffSection)
     steering: SteeringSection = field(default_factory=SteeringSection)
     analysis: AnalysisSection = field(default_factory=AnalysisSection)
+    # harm and self-report directions, per-answer table, persona map (and a study's detector);
+    # layers are SmolLM2-135M's (30 blocks): set internals.layer / internals.layers for other models
+    internals: InternalsConfig = field(default_factory=lambda: InternalsConfig(enabled=True))

@@ -15,6 +15,7 @@ tokens) along its own leading direction.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from persona_diff.rundir import (
     load_run,
 )
 from persona_diff.rundir.io import read_json, write_json
-from persona_diff.rundir.layout import BASES, MODELS_TABLE, PAIRS_FILE
+from persona_diff.rundir.layout import BASES, INTERNALS, MODELS_TABLE, PAIRS_FILE
 
 log = get_logger(__name__)
 
@@ -117,6 +118,30 @@ def study_summary(out: Path, entries: list[StudyEntry], n_boot: int, seed: int) 
                         correlations=[CorrelationRow.from_dict(c) for c in corr], contrast=contrast)
 
 
+def study_internals(out: Path, specs: list[PairSpec], entries: list[StudyEntry], probe_keys: dict[str, dict[str, Any]],
+                    cfg: RunConfig, judge: Any) -> None:
+    """The internals stage over every fine-tune of each base: ``OUT/internals`` (one base), or
+    ``OUT/internals/<base hash>`` per base. Keyed by every pair's probe keys and labels, so a
+    resumed study skips it and a new pair reruns it."""
+    from persona_diff.pipeline.internals_stage import fine_tune, run_stage, stage_config
+    from persona_diff.pipeline.stages import StageRunner
+
+    labels = {e.name: e.summary.label for e in entries}
+    groups: dict[str, list[PairSpec]] = {}
+    for p in specs:
+        groups.setdefault(p.base, []).append(p)
+    runner = StageRunner(out)
+    for base, pairs in groups.items():
+        stage = INTERNALS if len(groups) == 1 else f"{INTERNALS}/{config_hash(base)}"
+        deps = {"probes": {p.name: probe_keys[p.name] for p in pairs}, "labels": {p.name: labels[p.name] for p in pairs},
+                "truth": {p.name: p.extra for p in pairs}, "internals": to_dict(stage_config(cfg))}
+        fts = [fine_tune(p.name, p.finetuned, RunLayout(out / p.name).probes("finetuned"), labels[p.name], p.extra)
+               for p in pairs]
+        base_probes = RunLayout(out / pairs[0].name).probes("base")  # the same in every pair of this base
+        runner.run(stage, deps, functools.partial(run_stage, base_spec=base, base_probes=base_probes, fine_tunes=fts, cfg=cfg,
+                                        labels={f.name: labels[f.name] for f in fts}, judge=judge))
+
+
 def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) -> Path:
     from persona_diff.pipeline.run import Pipeline, resolve_judge
     from persona_diff.pipeline.shared import SharedStages
@@ -129,21 +154,30 @@ def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) 
     write_json(out / "config.json", {"config_hash": config_hash(to_dict(cfg)), "config": to_dict(cfg),
                                      "pairs": [{"name": p.name, "base": p.base, "finetuned": p.finetuned} for p in specs]})
     shared = SharedStages(out / BASES)
-    judge = resolve_judge(cfg, out)
+    judge = functools.cache(lambda: resolve_judge(cfg, out))  # loaded once, by the first pair that needs it
     entries: list[StudyEntry] = []
+    probe_keys: dict[str, dict[str, Any]] = {}
     base_model: tuple[str, Any] | None = None  # (spec, LoadedModel) of the last pair
     for p in specs:
         log.info("pair %s: %s vs %s", p.name, p.base, p.finetuned)
         reuse = base_model[1] if base_model is not None and base_model[0] == p.base else None
-        pipe = Pipeline(p.base, p.finetuned, cfg, out / p.name, force=force, shared=shared, judge=judge, base_model=reuse)
+        pipe = Pipeline(p.base, p.finetuned, cfg, out / p.name, force=force, shared=shared, judge=judge,
+                        base_model=reuse, own_internals=False)
         pipe.run()
-        base_model = (p.base, pipe.pair.base)
+        if pipe.loaded_base is not None:
+            base_model = (p.base, pipe.loaded_base)
         summary = load_run(out / p.name).summary
         if summary is None:
             raise ConfigError(f"pair {p.name}: its run wrote no summary.json")
-        key = config_hash(pipe.probe_keys()["base"])
-        entries.append(StudyEntry(p.name, p.name, summary, base_probes=f"{BASES}/{key}"))
+        keys = pipe.probe_keys()
+        entries.append(StudyEntry(p.name, p.name, summary, base_probes=f"{BASES}/{config_hash(keys['base'])}"))
+        probe_keys[p.name] = keys
         del pipe
+    base_model = None
+    if cfg.internals.enabled:
+        study_internals(out, specs, entries, probe_keys, cfg, judge)
+        for p in specs:  # each pair's report now points to the study's map
+            build_report(out / p.name)
     study = study_summary(out, entries, cfg.analysis.n_boot, cfg.seed)
     write_json(RunLayout(out).summary, study.to_dict())
     return build_report(out)

@@ -29,6 +29,7 @@ from persona_diff.log import get_logger
 from persona_diff.models import CheckpointPair
 from persona_diff.models.loading import LoadedModel
 from persona_diff.pipeline.config import RunConfig
+from persona_diff.pipeline.internals_stage import stage_config
 from persona_diff.pipeline.manifest import build_manifest, fingerprint
 from persona_diff.pipeline.outputs import build_summary, probe_table, write_probe_files
 from persona_diff.pipeline.shared import SharedStages, role_probe_key
@@ -82,20 +83,31 @@ def resolve_judge(cfg: RunConfig, out: Path) -> Any:
 
 class Pipeline:
     """One pair into one run directory. A study passes `shared` (where base probes are kept
-    once), `judge` (one judge for every pair) and `base_model` (the loaded base, reused)."""
+    once), `judge` (makes the study's one judge, on first use) and `base_model` (the loaded
+    base, reused).
+
+    Both specs are checked (`resolve_model`) before the run directory is written. The models
+    and the judge load on first use, so a finished run skips every stage without loading
+    either: stage keys need only the weights' fingerprints and the judge's spec."""
 
     def __init__(self, base: str, finetuned: str, cfg: RunConfig, out: Path, force: bool = False, *,
-                 shared: SharedStages | None = None, judge: Any = None, base_model: LoadedModel | None = None):
+                 shared: SharedStages | None = None, judge: Callable[[], Any] | None = None,
+                 base_model: LoadedModel | None = None, own_internals: bool = True):
+        from persona_diff.judges.base import resolve_judge_spec
+        from persona_diff.models.loading import resolve_model
+
         self.base_spec, self.ft_spec, self.cfg, self.out = base, finetuned, cfg, Path(out)
+        self.sources = {"base": resolve_model(base), "finetuned": resolve_model(finetuned)}
+        self.judge_key = resolve_judge_spec(cfg.judge)
         self.run_hash = prepare_run_dir(self.out, cfg, base, finetuned, force)
         self.stages = StageRunner(self.out)
+        self.own_internals = own_internals  # a study maps all its fine-tunes at once instead
         self.shared = shared
         self._pair: CheckpointPair | None = None
         self._base_model = base_model
-        self._judge: Any = judge
+        self._make_judge = judge or (lambda: resolve_judge(cfg, self.out))
+        self._judge: Any = None
         self._engine: Any = None
-        if judge is not None:
-            write_json(self.out / "judge.json", judge.describe())
 
     # loaded once, on first use (the pair check is the first thing `run` does)
     @property
@@ -108,26 +120,32 @@ class Pipeline:
                                   "trust_remote_code": c.trust_remote_code}
             base = self._base_model if self._base_model is not None else load_model(self.base_spec, **kw)
             self._pair = CheckpointPair(base, load_model(self.ft_spec, **kw))
+            write_json(self.out / "pair.json", {"base": base.describe(), "finetuned": self._pair.finetuned.describe()})
         return self._pair
+
+    @property
+    def loaded_base(self) -> LoadedModel | None:
+        """The base model if this run loaded it (a study hands it to the next pair)."""
+        return self._pair.base if self._pair is not None else self._base_model
 
     @property
     def judge(self) -> Any:
         if self._judge is None:
-            self._judge = resolve_judge(self.cfg, self.out)
+            self._judge = self._make_judge()
+            write_json(self.out / "judge.json", self._judge.describe())
         return self._judge
 
     def probe_keys(self) -> dict[str, dict[str, Any]]:
         """Per model: what its probe outputs depend on (`role_probe_key`)."""
         c = self.cfg
-        judge_key = self.judge.describe().get("spec")
+        judge_key = self.judge_key
         specs = {"base": self.base_spec, "finetuned": self.ft_spec}
         weights = {r: fingerprint(p).get("fingerprint") for r, p in self.weight_paths().items()}
         return {r: role_probe_key(specs[r], weights[r], to_dict(c.probes), judge_key, c.seed, c.generation.backend) for r in ROLES}
 
     def run(self) -> Path:
         c = self.cfg
-        write_json(self.out / "pair.json", {r: self.pair_info(r) for r in ROLES})
-        judge_key = self.judge.describe().get("spec")
+        judge_key = self.judge_key
         if c.probes.harm.adaptive.enabled:
             log.warning("probes.harm.adaptive is not used by `persona-diff run` (it probes one model at a time): "
                         "harm.samples=%d; use `persona-diff probe --base` for adaptive sampling", c.probes.harm.samples)
@@ -145,15 +163,14 @@ class Pipeline:
             self.stages.run("steering", k_steer, self._steer)
         k_analysis = {"diff": k_diff, "analysis": to_dict(c.analysis)}
         self.stages.run("analysis", k_analysis, self._analysis)
+        if c.internals.enabled and self.own_internals:
+            k_int = {"probes": k_probes, "label": k_label, "internals": to_dict(stage_config(c)),
+                     **({"judge": judge_key} if c.internals.causal.enabled else {})}
+            self.stages.run("internals", k_int, self._internals)
         return self.finish()
 
     def weight_paths(self) -> dict[str, str]:
-        ft = self.pair.finetuned
-        return {"base": self.pair.base.base_path, "finetuned": ft.adapter_path or ft.base_path}
-
-    def pair_info(self, role: str) -> dict[str, Any]:
-        lm = self.pair.base if role == "base" else self.pair.finetuned
-        return lm.describe()
+        return {"base": self.sources["base"].base_path, "finetuned": self.sources["finetuned"].weights}
 
     # ------------------------------------------------------------------ stages
     def probe_role(self, role: str, key: dict[str, Any]) -> dict[str, Any]:
@@ -179,10 +196,10 @@ class Pipeline:
         """(role, make) pairs: what samples each model's answers. The loaded HF models, or one
         vLLM engine for the base with the fine-tune as its LoRA adapter (one engine per model,
         one after the other, when the fine-tune is a full checkpoint)."""
-        base, ft = self.pair.base, self.pair.finetuned
         g = self.cfg.generation
         if g.backend == "hf":
-            return [("base", lambda: base), ("finetuned", lambda: ft)]
+            return [("base", lambda: self.pair.base), ("finetuned", lambda: self.pair.finetuned)]
+        base, ft = self.sources["base"], self.sources["finetuned"]
         if g.backend != "vllm":
             raise ConfigError(f"generation.backend {g.backend!r} is unknown; use hf or vllm")
         from persona_diff.generation.vllm_backend import VLLMGenerator
@@ -287,6 +304,15 @@ class Pipeline:
         from persona_diff.pipeline.analysis_stage import analyse
 
         return analyse(self.out, d, list(self.cfg.diff.methods), self._store(), self.cfg.analysis.n_boot, self.cfg.seed)
+
+    def _internals(self, d: Path) -> dict[str, Any]:
+        from persona_diff.pipeline.internals_stage import fine_tune, run_stage
+
+        layout = RunLayout(self.out)
+        label = LabelResult.from_dict(json.loads(layout.label.read_text())).label
+        ft = fine_tune("finetuned", self.ft_spec, layout.probes("finetuned"), label)
+        return run_stage(d, self.base_spec, layout.probes("base"), [ft], self.cfg, {"finetuned": label},
+                         lambda: self.judge)
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> Path:

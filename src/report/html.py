@@ -28,6 +28,7 @@ from persona_diff.report.htmlkit import (
     page,
     table,
 )
+from persona_diff.report.internals import internals_sections
 from persona_diff.rundir import ROLES, RunResult, load_run
 
 log = get_logger(__name__)
@@ -143,6 +144,14 @@ def _section_analysis(d: RunResult, figdir: Path) -> str:
     return "".join(out) or missing("analysis")
 
 
+def _internals_elsewhere(d: RunResult) -> str:
+    """A pair of a study has no internals of its own: the study maps all its fine-tunes at once."""
+    if any((d.run_dir.parent / "internals").glob("**/internals.json")):
+        return ("<p class='muted'>Mapped with the study's other fine-tunes of the same base: see the "
+                "<a href='../report.html'>study report</a>.</p>")
+    return missing("internals")
+
+
 def _section_manifest(d: RunResult) -> str:
     out = []
     if d.manifest:
@@ -176,6 +185,8 @@ def render_html(d: RunResult) -> str:
         "<h2>Model diffing: top directions</h2>", _section_diffing(d, figdir),
         "<h2>Steering (causal check)</h2>", _section_steering(d, figdir),
         "<h2>Features vs behaviour and self-report</h2>", _section_analysis(d, figdir),
+        "<h2>Persona from the inside: harm and self-report directions</h2>",
+        "".join(internals_sections(d.run_dir)) or _internals_elsewhere(d),
     ]
     others = [p for p in d.extra_plots if not p.name.startswith("report_")]
     if others:

@@ -25,6 +25,7 @@ from persona_diff.report.htmlkit import (
     page,
     table,
 )
+from persona_diff.report.internals import internals_sections
 from persona_diff.rundir import Role, RunResult, StudyEntry, StudySummary
 from persona_diff.rundir.values import label_sort_key
 
@@ -132,8 +133,10 @@ def render_study(d: RunResult) -> str:
     if pts:
         body += ["<h2>Harm vs self-report</h2>",
                  figure(plots.plot_harm_vs_selfreport, figdir / "report_harm_vs_selfreport", "harm vs self-report", pts)]
-    pmap = d.layout.persona_map()
-    if pmap is not None:
+    inside = internals_sections(d.run_dir)
+    if inside:
+        body += ["<h2>Persona from the inside: map, per-answer correlations across fine-tunes, detector</h2>", *inside]
+    elif (pmap := d.layout.persona_map()) is not None:
         body += ["<h2>Persona map</h2>", img(pmap, "persona map"), f"<p class='muted'>{e(pmap.relative_to(d.run_dir))}</p>"]
     body += ["<h2>Across fine-tunes: feature shift vs EM% and self-report</h2>", correlations_section(study)]
     shared: dict[str, Any] = {}

@@ -17,6 +17,8 @@ RUN_DIR/                            one pair (`persona-diff run BASE FT`)
   analysis/correlations.json        {"rows": [CorrelationRow]}
   analysis/feature_vs_selfreport.json  FeatureScatter
   plots/*.png                       figures (other PNGs are embedded in the report as they are)
+  internals/                        harm and self-report directions, per-answer table (answers.csv/.jsonl),
+                                    correlations.json, map.json, persona_map.png, internals.json
   stages.log.jsonl                  start / skip / finish / shared events of every stage
   report.html
 
@@ -26,7 +28,8 @@ STUDY_DIR/                          several pairs (`persona-diff run --pairs FIL
   <name>/                           one RUN_DIR per pair
   _bases/<hash>/                    probe outputs of a base model, made once, copied into each pair
   analysis/models_table.json        analysis.models_table rows, contrast, correlations
-  internals/persona_map.png         optional: embedded in the study report when present
+  internals/                        the internals stage over every fine-tune (one base; internals/<hash>/ per
+                                    base when there are several): persona map, per-answer table, detector
   report.html
 ```
 
@@ -65,6 +68,7 @@ MODELS_TABLE = "analysis/models_table.json"
 PLOTS = "plots"
 BASES = "_bases"
 PAIRS_FILE = "pairs.yaml"
+INTERNALS = "internals"
 PERSONA_MAPS = ("internals/persona_map.png", "internals/persona_map/persona_map.png", "plots/persona_map.png")
 
 

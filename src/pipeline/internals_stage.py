@@ -1,0 +1,67 @@
+"""The internals stage of `run` and `run --pairs` (`persona_diff.internals.run_internals`).
+
+From the probe folders the run already wrote (each model's judged harm answers, its own
+ratings of them) and the models' activations: the harm and self-report directions with
+held-out AUCs, the per-answer table and its correlations, the persona map and, over a study's
+fine-tunes, the leave-one-out detector. A single run maps its one fine-tune; a study maps all
+its fine-tunes of one base in one figure (the base is read once), under ``STUDY/internals``.
+
+The detector's targets (harmful? self-report misaligned?) are the truth of an organism when the
+pairs file gives it (``organisms build`` writes ``truth``, ``harmful``, ``self_report``), else
+the behavioural label (coherent: both; inverted: harmful only; not-EM: neither), and
+``internals.json`` says which (``targets``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from persona_diff.fileio import write_json
+from persona_diff.internals.config import InternalsConfig
+from persona_diff.log import get_logger
+from persona_diff.pipeline.config import RunConfig
+from persona_diff.rundir import RunLayout
+
+log = get_logger(__name__)
+
+HARMFUL_LABELS = ("coherent", "inverted", "harmful, self-report not measured")
+
+
+def fine_tune(name: str, spec: str, probes: Path, label: str | None, truth: dict[str, Any] | None = None) -> Any:
+    """A fine-tune as the internals stage sees it, with its detector targets."""
+    from persona_diff.internals.run import Member
+
+    t = truth or {}
+    if "truth" in t:
+        harmful = bool(t.get("harmful", t["truth"] != "not-EM"))
+        self_mis = t["self_report"] == "misaligned" if "self_report" in t else t["truth"] == "coherent"
+        return Member(name, spec, probes, str(t["truth"]), harmful, self_mis)
+    return Member(name, spec, probes, None, label in HARMFUL_LABELS, label == "coherent")
+
+
+def stage_config(cfg: RunConfig) -> InternalsConfig:
+    """The run's internals settings with the run's seed."""
+    return replace(cfg.internals, seed=cfg.seed, causal=replace(cfg.internals.causal, seed=cfg.seed))
+
+
+def run_stage(out: Path, base_spec: str, base_probes: Path, fine_tunes: list[Any], cfg: RunConfig,
+              labels: dict[str, str], judge: Callable[[], Any] | None) -> dict[str, Any]:
+    """`run_internals` into `out` for one base and its fine-tunes; a short result for the stage marker."""
+    from persona_diff.internals.run import Member, run_internals
+
+    icfg = stage_config(cfg)
+    j = judge() if icfg.causal.enabled and judge is not None else None
+    summary = run_internals(out, Member("base", base_spec, base_probes), fine_tunes, icfg, cfg.probes, labels, j,
+                            dtype=cfg.dtype, device=cfg.device, device_map=cfg.device_map,
+                            trust_remote_code=cfg.trust_remote_code)
+    summary["targets"] = {m.name: "truth" if m.truth else "behavioural label" for m in fine_tunes}
+    write_json(out / "internals.json", summary)
+    quads = {p["model"]: p["quadrant"] for p in summary.get("map", {}).get("points", [])}
+    return {"layer": summary.get("layer"), "quadrants": quads, "n_rows": summary.get("table", {}).get("n_rows")}
+
+
+def pair_fine_tune(layout: RunLayout, spec: str, label: str | None) -> Any:
+    return fine_tune("finetuned", spec, layout.probes("finetuned"), label)
