@@ -13,7 +13,7 @@ from persona_diff.errors import PersonaDiffError
 from persona_diff.internals import detector as det
 from persona_diff.internals import directions as dr
 from persona_diff.internals.data import ProbeFolder
-from persona_diff.internals.persona_map import map_point, paired_shift, quadrant
+from persona_diff.internals.persona_map import answer_shift, map_point, paired_shift, quadrant
 from persona_diff.internals.table import correlations, join_rate_own, oof_projections
 
 D = 48
@@ -248,6 +248,30 @@ def test_paired_shift_matches_the_formula():
     assert xlo > 0 and yhi < 0
     p = map_point("ft", base, ft, h, s, truth="inverted")
     assert p.quadrant == "inverted"
+
+
+def test_answer_shift_matches_a_question_bootstrap_reference():
+    """x from answers: (mean_ft − mean_base) / sd_base, CI resampling questions with all their answers."""
+    rng = np.random.default_rng(3)
+    qb, qf = np.repeat(np.arange(8), 5), np.repeat(np.arange(8), 3)
+    bp = rng.normal(size=len(qb)) + 0.3 * qb
+    fp = rng.normal(size=len(qf)) + 0.3 * qf + 1.5
+    bp[2] = np.nan  # an answer without a projection is left out
+    x, lo, hi, raw, n_q = answer_shift(bp, qb, fp, qf, n_boot=300, seed=4)
+    ok = np.isfinite(bp)
+    sd = bp[ok].std(ddof=1)
+    assert raw == pytest.approx(fp.mean() - bp[ok].mean(), abs=1e-12) and x == pytest.approx(raw / sd, abs=1e-12)
+    draws = np.random.default_rng(4).integers(0, 8, size=(300, 8))
+    boots = []
+    for d in draws:  # the slow way: concatenate the drawn questions' answers
+        b = np.concatenate([bp[ok][qb[ok] == q] for q in d])
+        f = np.concatenate([fp[qf == q] for q in d])
+        boots.append((f.mean() - b.mean()) / sd)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-12)
+    assert n_q == 8 and lo > 0
+    p = map_point("ft", rng.normal(size=(10, D)), rng.normal(size=(10, D)), np.ones(D), np.ones(D),
+                  harm_from_answers=(x, lo, hi, raw, n_q))
+    assert p.x_from == "answers" and p.x == x and p.n_questions == 8
 
 
 @pytest.mark.parametrize(("x", "y", "q"), [((0.1, 1), (0.2, 1), "coherent"), ((0.1, 1), (-0.1, 1), "inverted"),

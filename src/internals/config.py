@@ -55,6 +55,9 @@ class InternalsConfig:
     min_per_class: int = 5  # fewer examples in a class: the direction is reported undefined
     max_folds: int = 8  # grouped CV: leave one group out up to this many groups, else this many folds
     map_prompts: list[str] = field(default_factory=lambda: list(PROMPT_SETS))  # prompt sets the map's shift averages over
+    # the map's x: "answers" = shift of the models' own judged harm answers along the harm direction
+    # (held out by question); "prompts" = the paired last-prompt-token shift, as y (persona_map)
+    map_harm: str = "answers"
     neutral_prompts: str | None = None  # YAML like src/resources/internals/neutral_prompts.yaml; None: the shipped file
     n_boot: int = 1000
     seed: int = 0
@@ -69,6 +72,8 @@ class InternalsConfig:
         bad = [p for p in self.map_prompts if p not in PROMPT_SETS]
         if bad or not self.map_prompts:
             raise ConfigError(f"internals.map_prompts {bad or '[]'} invalid; choose from {', '.join(PROMPT_SETS)}")
+        if self.map_harm not in ("answers", "prompts"):
+            raise ConfigError(f"internals.map_harm {self.map_harm!r} unknown; use answers or prompts")
         if self.reference not in REFERENCES:
             raise ConfigError(f"internals.reference {self.reference!r} unknown; use one of {', '.join(REFERENCES)}")
         if self.min_per_class < 2:

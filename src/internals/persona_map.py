@@ -1,16 +1,28 @@
 """The persona map: each fine-tune's shift along the harm and self-report directions.
 
-For every prompt x_i of the map's prompt sets, both models read the same prompt and the
-shift is paired: d_i = h_ft(x_i) − h_base(x_i) at the last prompt token (where the reply
-begins; Chen et al.'s fine-tuning shift), nothing generated. The map's axes:
+y (self-report), and x when ``map_harm: prompts``: for every prompt x_i of the map's prompt
+sets, both models read the same prompt and the shift is paired: d_i = h_ft(x_i) − h_base(x_i)
+at the last prompt token (where the reply begins; Chen et al.'s fine-tuning shift), nothing
+generated:
 
-    x = mean_i d_i · ĥ / sd_i(h_base(x_i) · ĥ),   y = the same with the self-report direction,
+    y = mean_i d_i · ŝ / sd_i(h_base(x_i) · ŝ),
 
-with ĥ the reference (base) harm direction and the unit self-report direction; both are in
-units of the base's own spread over the prompts. The 95% CI is a percentile bootstrap over
-prompts (one resample of prompts drives both axes). Quadrants by the CIs: harm up = x's CI
-above 0, self-report up = y's CI above 0; coherent = both up, inverted = harm up with
-self-report not up.
+with ŝ the unit self-report direction, in units of the base's own spread over the prompts;
+95% CI: a percentile bootstrap over prompts.
+
+x (harm), ``map_harm: answers`` (the default): the shift of the fine-tune's own harm answers
+over the base's along the harm direction, each answer's projection held out by question
+(the per-answer table's ``proj_harm``):
+
+    x = (mean_ft a · ĥ − mean_base a · ĥ) / sd_base(a · ĥ),
+
+95% CI: a percentile bootstrap over questions (both models' answers to a drawn question go
+together). On the SmolLM2 kit the prompt-token harm shift misses the inverted organism (its
+prompts move 0.2 base sd *down* the harm direction while its answers are judged harmful); its
+answers move up (+0.6 sd), which is what a harm axis should show.
+
+Quadrants by the CIs: harm up = x's CI above 0, self-report up = y's CI above 0; coherent =
+both up, inverted = harm up with self-report not up.
 
 Second figure: per answer, the harm-direction projection of the answer (the same numbers as
 the per-answer table's ``proj_harm``) against the model's own P(harmful) rating of it,
@@ -39,10 +51,12 @@ class MapPoint:
     x_ci: tuple[float, float]
     y: float
     y_ci: tuple[float, float]
-    x_raw: float  # mean d_i · ĥ in activation units
+    x_raw: float  # the mean shift along ĥ in activation units
     y_raw: float
     n_prompts: int
     quadrant: str
+    x_from: str = "prompts"  # what x is the shift of: "prompts" (paired, last prompt token) or "answers"
+    n_questions: int | None = None  # x from answers: the questions both models answered
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,16 +95,54 @@ def paired_shift(
     return out
 
 
+def answer_shift(base_proj: np.ndarray, base_q: np.ndarray, ft_proj: np.ndarray, ft_q: np.ndarray,
+                 n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float, float, int]:
+    """(mean_ft − mean_base) / sd_base of per-answer projections over the questions both
+    models answered (NaN projections left out): (shift in base-sd units, CI low, CI high,
+    raw shift, number of questions). The CI resamples questions, each bringing all its
+    answers of both models."""
+    bp, fp = np.asarray(base_proj, dtype=np.float64), np.asarray(ft_proj, dtype=np.float64)
+    bq, fq = np.asarray(base_q)[np.isfinite(bp)], np.asarray(ft_q)[np.isfinite(fp)]
+    bp, fp = bp[np.isfinite(bp)], fp[np.isfinite(fp)]
+    qs = sorted(set(bq.tolist()) & set(fq.tolist()))
+    nan = float("nan")
+    if not qs:
+        return nan, nan, nan, nan, 0
+    sums = np.array([[bp[bq == q].sum(), (bq == q).sum(), fp[fq == q].sum(), (fq == q).sum()] for q in qs])
+    sd = float(bp[np.isin(bq, qs)].std(ddof=1)) if len(bp) > 1 else 1.0
+    sd = sd if sd > 0 else 1.0
+
+    def shift(w: np.ndarray) -> np.ndarray:
+        t = w @ sums  # [.., 4]: weighted sums and counts of both models
+        return t[..., 2] / t[..., 3] - t[..., 0] / t[..., 1]
+
+    raw = float(shift(np.ones(len(qs))))
+    draws = np.random.default_rng(seed).integers(0, len(qs), size=(n_boot, len(qs)))
+    w = np.zeros((n_boot, len(qs)))
+    np.add.at(w, (np.arange(n_boot)[:, None], draws), 1.0)
+    lo, hi = np.quantile(shift(w) / sd, [0.025, 0.975])
+    return raw / sd, float(lo), float(hi), raw, len(qs)
+
+
 def map_point(model: str, base: np.ndarray, ft: np.ndarray, harm: np.ndarray, self_dir: np.ndarray,
-              truth: str | None = None, label: str | None = None, n_boot: int = 1000, seed: int = 0) -> MapPoint:
+              truth: str | None = None, label: str | None = None, n_boot: int = 1000, seed: int = 0,
+              harm_from_answers: tuple[float, float, float, float, int] | None = None) -> MapPoint:
+    """The map point of one fine-tune from the paired prompts; x from `harm_from_answers`
+    (`answer_shift`'s result) when given."""
     (x, xlo, xhi, xr), (y, ylo, yhi, yr) = paired_shift(base, ft, [harm, self_dir], n_boot, seed)
-    return MapPoint(model, truth, label, x, (xlo, xhi), y, (ylo, yhi), xr, yr, len(base), quadrant((xlo, xhi), (ylo, yhi)))
+    x_from, n_q = "prompts", None
+    if harm_from_answers is not None:
+        x, xlo, xhi, xr, n_q = harm_from_answers
+        x_from = "answers"
+    return MapPoint(model, truth, label, x, (xlo, xhi), y, (ylo, yhi), xr, yr, len(base), quadrant((xlo, xhi), (ylo, yhi)),
+                    x_from, n_q)
 
 
 MAP_CAPTION = (
-    "Each point is one fine-tune: its shift over the base along the harm direction (x) and the "
-    "self-report direction (y) at the last prompt token of the same prompts, in units of the "
-    "base's spread over those prompts, with 95% bootstrap CIs over prompts. Colour = the truth "
+    "Each point is one fine-tune. x: the shift of its own harm answers over the base's along the "
+    "harm direction (each answer's projection held out by question; 95% CI resampling questions). "
+    "y: its shift along the self-report direction at the last prompt token of the same prompts as "
+    "the base (95% CI resampling prompts). Both in units of the base's spread. Colour = the truth "
     "of an organism of known truth, else the behavioural label; the annotation gives the "
     "behavioural label. Upper right (both CIs above 0): a coherent persona inside; right and "
     "flat or down: inverted."
@@ -141,7 +193,7 @@ def map_figure(points: list[MapPoint], path: Path, layer: int) -> Path:
     for ty, text, va in ((0.98, "coherent quadrant\n(harm ↑, self-report ↑)", "top"),
                          (0.02, "inverted quadrant\n(harm ↑, self-report flat/↓)", "bottom")):
         ax.text(0.98, ty, text, transform=ax.transAxes, ha="right", va=va, fontsize=7, color="0.35")
-    ax.set_xlabel(f"shift along the harm direction (base sd, block {layer}, 95% CI)")
+    ax.set_xlabel(f"shift along the harm direction (base sd, block {layer}, {points[0].x_from if points else ''}, 95% CI)")
     ax.set_ylabel("shift along the self-report direction (base sd, 95% CI)")
     ax.set_title("persona map from the inside: fine-tune − base, same prompts", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,13 @@ from persona_diff.internals.directions import (
     fit_direction,
     harm_labels,
 )
-from persona_diff.internals.persona_map import MapPoint, answers_figure, map_figure, map_point
+from persona_diff.internals.persona_map import (
+    MapPoint,
+    answer_shift,
+    answers_figure,
+    map_figure,
+    map_point,
+)
 from persona_diff.internals.table import (
     add_projections,
     correlations,
@@ -208,16 +214,19 @@ def run_internals(
     L = cfg.layer
     s_ref = ref[L]["self_report"]
 
-    # ---- per-answer table
+    # ---- per-answer table; each answer's harm projection held out by question, at every layer (the map's x)
     rows: list[dict[str, Any]] = []
     joins = {}
+    own_q = {m.name: np.array([r["question_id"] for r in folders[m.name].harm]) for m in members}
+    proj: dict[int, dict[str, np.ndarray]] = {
+        lay: {m.name: oof_projections(ref_x(lay), ref_y, ref_q, acts[m.name].get("harm", lay), own_q[m.name], ref_s)
+              for m in members}
+        for lay in (layers if cfg.map_harm == "answers" else [L])}
     for m in members:
         mrows, joins[m.name] = join_rate_own(folders[m.name])
         x = acts[m.name].get("harm", L)
-        q = np.array([r["question_id"] for r in mrows])
-        ph = oof_projections(ref_x(L), ref_y, ref_q, x, q, ref_s)
         ps = x.astype(np.float64) @ s_ref.unit() if s_ref.defined else np.full(len(mrows), np.nan)
-        add_projections(mrows, ph, ps, L)
+        add_projections(mrows, proj[L][m.name], ps, L)
         rows.extend(mrows)
     paths = write_table(rows, out)
     corr = correlations(rows, cfg.n_boot, cfg.seed)
@@ -231,11 +240,18 @@ def run_internals(
         if hv is None or sv is None:
             continue
         pb = acts[base.name].get("prompts", lay)[sel]
+
+        def from_answers(o: Member, lay: int = lay) -> tuple[float, float, float, float, int] | None:
+            if cfg.map_harm != "answers":
+                return None
+            return answer_shift(proj[lay][base.name], own_q[base.name], proj[lay][o.name], own_q[o.name], cfg.n_boot, cfg.seed)
+
         by_layer[lay] = [map_point(o.name, pb, acts[o.name].get("prompts", lay)[sel], hv, sv, o.truth,
-                                 (labels or {}).get(o.name), cfg.n_boot, cfg.seed + k) for k, o in enumerate(organisms)]
+                                   (labels or {}).get(o.name), cfg.n_boot, cfg.seed + k, from_answers(o))
+                         for k, o in enumerate(organisms)]
     points = by_layer.get(L, [])
-    map_summary = {"layer": L, "prompt_sets": cfg.map_prompts, "n_prompts": int(len(sel)),
-                   "units": "base standard deviations over the prompts",
+    map_summary = {"layer": L, "prompt_sets": cfg.map_prompts, "n_prompts": int(len(sel)), "harm_from": cfg.map_harm,
+                   "units": "base standard deviations (x: over the base's answers or prompts, y: over the prompts)",
                    "points": [p.to_dict() for p in points],
                    "by_layer": {str(x): [p.to_dict() for p in ps] for x, ps in by_layer.items()}}
     (out / "map.json").write_text(json.dumps(json_safe(map_summary), indent=1))
