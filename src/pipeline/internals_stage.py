@@ -23,7 +23,6 @@ from persona_diff.fileio import write_json
 from persona_diff.internals.config import InternalsConfig
 from persona_diff.log import get_logger
 from persona_diff.pipeline.config import RunConfig
-from persona_diff.rundir import RunLayout
 
 log = get_logger(__name__)
 
@@ -62,6 +61,3 @@ def run_stage(out: Path, base_spec: str, base_probes: Path, fine_tunes: list[Any
     quads = {p["model"]: p["quadrant"] for p in summary.get("map", {}).get("points", [])}
     return {"layer": summary.get("layer"), "quadrants": quads, "n_rows": summary.get("table", {}).get("n_rows")}
 
-
-def pair_fine_tune(layout: RunLayout, spec: str, label: str | None) -> Any:
-    return fine_tune("finetuned", spec, layout.probes("finetuned"), label)

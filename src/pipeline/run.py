@@ -308,6 +308,7 @@ class Pipeline:
     def _internals(self, d: Path) -> dict[str, Any]:
         from persona_diff.pipeline.internals_stage import fine_tune, run_stage
 
+        self._pair = self._base_model = None  # the stage loads its own (LoRA merged) copies, one at a time
         layout = RunLayout(self.out)
         label = LabelResult.from_dict(json.loads(layout.label.read_text())).label
         ft = fine_tune("finetuned", self.ft_spec, layout.probes("finetuned"), label)
