@@ -39,11 +39,13 @@ install: $(VENV)/.installed
 # The science on the embedded model, from the published judged answers (../shared/data, or
 # `persona-diff data pull model-organisms`): two SmolLM2-135M organisms of known truth (coherent:
 # misaligned answers + misaligned self-descriptions; inverted: the same answers + aligned ones),
-# both labelled by the probes against the base (validate/report.html), then the whole chain on the
-# coherent pair (run/report.html). About 15 min on 2 idle cores; reruns resume.
+# both labelled by the probes against the base, with the persona map from the inside
+# (validate/report.html; the causal 2 x 2 of VALIDATION.md is left out here: +3 min), then the
+# whole chain on the coherent pair (run/report.html). About 19 min on 2 cores; reruns resume.
 demo: install
 	$(VENV)/bin/persona-diff organisms build --base smollm2-135m --kinds coherent,inverted --config smollm2 --out $(DEMO_OUT)/organisms
-	$(VENV)/bin/persona-diff organisms validate $(DEMO_OUT)/organisms --config validate-smollm2 --out $(DEMO_OUT)/validate
+	$(VENV)/bin/persona-diff organisms validate $(DEMO_OUT)/organisms --config validate-smollm2 --out $(DEMO_OUT)/validate \
+	  --set internals.causal.enabled=false
 	$(VENV)/bin/persona-diff run smollm2-135m $(DEMO_OUT)/organisms/coherent/adapter --config configs/run/demo.yaml --out $(DEMO_OUT)/run
 
 # mypy over src/, settings in pyproject.toml [tool.mypy]. The package-dir mapping (persona_diff = src)

@@ -5,8 +5,8 @@
 RUN_DIR is a finished run (e.g. ``runs/demo/run`` after ``make demo``). The first run's time is
 the sum of its stages' seconds in ``stages.log.jsonl`` (its ``finish`` events: model loading
 and the report come on top, so the ratio is, if anything, flattering to the first run). The
-rerun is the same command (``persona-diff run BASE FT --config RUN_DIR/config.yaml --out
-RUN_DIR``) as a fresh CLI process timed from outside, best of ``--repeats``: imports, spec
+rerun is the same command (``persona-diff run BASE FT --config CONFIG --out RUN_DIR``, CONFIG
+being the resolved config of ``config.json``) as a fresh CLI process timed from outside, best of ``--repeats``: imports, spec
 checks, fingerprints, every stage skipped, the report rebuilt. The script checks that the
 rerun started no stage and that neither model was loaded (no ``pair.json`` rewrite).
 """
@@ -17,8 +17,11 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 CLI = str(Path(sys.executable).parent / "persona-diff")
 
@@ -34,7 +37,9 @@ def main() -> None:
     events = [json.loads(x) for x in log.read_text().splitlines()]
     first = sum(e.get("seconds", 0.0) for e in events if e["event"] == "finish")
     pair_mtime = (d / "pair.json").stat().st_mtime_ns
-    cmd = [CLI, "run", cfg["base"], cfg["finetuned"], "--config", str(d / "config.yaml"), "--out", str(d)]
+    resolved = Path(tempfile.mkdtemp()) / "config.yaml"  # the run's resolved config (config.json), as a --config file
+    resolved.write_text(yaml.safe_dump(cfg["config"]))
+    cmd = [CLI, "run", cfg["base"], cfg["finetuned"], "--config", str(resolved), "--out", str(d)]
     times = []
     for _ in range(a.repeats):
         n = len(log.read_text().splitlines())

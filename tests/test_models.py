@@ -111,16 +111,16 @@ def test_placement_device_and_device_map(tiny_llama, tmp_path, monkeypatch):
     """`device_map` goes to from_pretrained (accelerate's placement: all on the CPU here) and
     gives the same logits as a plain load; a bad or unavailable device fails before any
     weights are read."""
-    import persona_diff.models.loading as loading
+    import transformers
 
     seen = []
-    real = loading.AutoModelForCausalLM.from_pretrained
+    real = transformers.AutoModelForCausalLM.from_pretrained
 
     def spy(*a, **kw):
         seen.append(kw.get("device_map"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", spy)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
     ids = torch.tensor([[5, 9, 13, 2]])
     plain = load_model(str(tiny_llama), device="cpu")
     mapped = load_model(str(tiny_llama), device_map="auto")

@@ -75,6 +75,8 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     keys = {(r, a.key) for r in ("base", "finetuned") for a in load_run(out).answers(r)}
     assert sorted((r["model"], r["key"]) for r in rows) == sorted(keys)  # one row per judged answer of either model
 
+    assert load_config(RunConfig, out / "config.yaml") == cfg  # the saved config repeats the run
+
     # a third run does nothing but rebuild the report: neither model nor the judge is loaded
     import persona_diff.models.loading as loading
     import persona_diff.pipeline.run as pipeline_run

@@ -10,18 +10,25 @@ differences, grouped held-out AUC), `table` (per-answer join and correlations),
 folders; `persona-diff organisms validate` calls it when ``internals.enabled``).
 """
 
-from persona_diff.internals.config import CausalConfig, InternalsConfig
-from persona_diff.internals.detector import detector_loo, fit_fold, loo_splits
-from persona_diff.internals.directions import (
-    Direction,
-    fit_direction,
-    grouped_folds,
-    stratified_difference,
-)
-from persona_diff.internals.markdown import markdown_section
-from persona_diff.internals.run import Member, run_internals
+from __future__ import annotations
 
-__all__ = [
-    "CausalConfig", "Direction", "InternalsConfig", "Member", "detector_loo", "fit_direction", "fit_fold", "grouped_folds",
-    "loo_splits", "markdown_section", "run_internals", "stratified_difference",
-]
+import importlib
+from typing import Any
+
+# name → submodule; imported on first use, so reading the config (every `persona-diff run`)
+# does not import scipy and the detector
+_EXPORTS = {
+    "CausalConfig": "config", "InternalsConfig": "config",
+    "detector_loo": "detector", "fit_fold": "detector", "loo_splits": "detector",
+    "Direction": "directions", "fit_direction": "directions", "grouped_folds": "directions",
+    "stratified_difference": "directions",
+    "markdown_section": "markdown",
+    "Member": "run", "run_internals": "run",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

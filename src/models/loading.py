@@ -22,20 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from persona_diff.errors import ModelLoadError
 from persona_diff.log import get_logger
 from persona_diff.models.device import resolve_device
 from persona_diff.models.embedded import ALIASES, materialise_alias
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # transformers is imported where a model loads: checking specs and skipping a finished run need none
     from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = get_logger(__name__)
 
@@ -88,6 +83,8 @@ def _dtype(name: str) -> Any:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -109,6 +106,8 @@ class Placement:
 
 
 def _load_hf(path: str, dtype: str, where: Placement, trust_remote_code: bool) -> PreTrainedModel:
+    from transformers import AutoModelForCausalLM
+
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, **where.kwargs()
@@ -123,6 +122,8 @@ def _load_hf(path: str, dtype: str, where: Placement, trust_remote_code: bool) -
 
 
 def _load_gguf(path: Path, dtype: str, where: Placement) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=_dtype(dtype), **where.kwargs()

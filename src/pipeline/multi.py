@@ -119,10 +119,10 @@ def study_summary(out: Path, entries: list[StudyEntry], n_boot: int, seed: int) 
 
 
 def study_internals(out: Path, specs: list[PairSpec], entries: list[StudyEntry], probe_keys: dict[str, dict[str, Any]],
-                    cfg: RunConfig, judge: Any) -> None:
+                    cfg: RunConfig, judge: Any) -> bool:
     """The internals stage over every fine-tune of each base: ``OUT/internals`` (one base), or
     ``OUT/internals/<base hash>`` per base. Keyed by every pair's probe keys and labels, so a
-    resumed study skips it and a new pair reruns it."""
+    resumed study skips it and a new pair reruns it. True when a stage ran."""
     from persona_diff.pipeline.internals_stage import fine_tune, run_stage, stage_config
     from persona_diff.pipeline.stages import StageRunner
 
@@ -140,6 +140,7 @@ def study_internals(out: Path, specs: list[PairSpec], entries: list[StudyEntry],
         base_probes = RunLayout(out / pairs[0].name).probes("base")  # the same in every pair of this base
         runner.run(stage, deps, functools.partial(run_stage, base_spec=base, base_probes=base_probes, fine_tunes=fts, cfg=cfg,
                                         labels={f.name: labels[f.name] for f in fts}, judge=judge))
+    return runner.changed > 0
 
 
 def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) -> Path:
@@ -174,8 +175,7 @@ def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) 
         probe_keys[p.name] = keys
         del pipe
     base_model = None
-    if cfg.internals.enabled:
-        study_internals(out, specs, entries, probe_keys, cfg, judge)
+    if cfg.internals.enabled and study_internals(out, specs, entries, probe_keys, cfg, judge):
         for p in specs:  # each pair's report now points to the study's map
             build_report(out / p.name)
     study = study_summary(out, entries, cfg.analysis.n_boot, cfg.seed)

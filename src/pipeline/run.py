@@ -68,7 +68,9 @@ def prepare_run_dir(out: Path, cfg: RunConfig, base: str, finetuned: str, force:
             shutil.copy(cfg_file, out / f"config.prev-{old.get('config_hash')}.json")
     out.mkdir(parents=True, exist_ok=True)
     write_json(cfg_file, {"config_hash": h, "base": base, "finetuned": finetuned, "config": to_dict(cfg)})
-    (out / "config.yaml").write_text(yaml.safe_dump({"base": base, "finetuned": finetuned, **to_dict(cfg)}, sort_keys=False))
+    # the resolved config as a --config file: `persona-diff run BASE FT --config THIS --out DIR` repeats the run
+    (out / "config.yaml").write_text(f"# persona-diff run {base} {finetuned} --config config.yaml --out {out}\n"
+                                     + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return h
 
 
@@ -317,8 +319,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> Path:
+        """manifest.json, summary.json and report.html; kept as they are when no stage ran and
+        they are newer than every stage (`persona-diff report DIR` rebuilds the report anyway)."""
         from persona_diff.report import build_report
 
+        layout = RunLayout(self.out)
+        if self.stages.up_to_date(self.out / "manifest.json", layout.summary, layout.report):
+            log.info("run %s is up to date; report kept: %s", self.out, layout.report)
+            return layout.report
         data = {"questions": self.cfg.probes.harm.questions or "default"}
         write_json(self.out / "manifest.json", build_manifest(self.weight_paths(), data, self.cfg.seed, self.run_hash))
         write_json(RunLayout(self.out).summary, self.summary().to_dict())

@@ -32,10 +32,18 @@ class StageRunner:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.log_path = run_dir / "stages.log.jsonl"
+        self.changed = 0  # stages run or adopted by this runner (0: everything was up to date)
 
     def _log(self, stage: str, event: str, **kw: Any) -> None:
         with self.log_path.open("a") as f:
             f.write(json.dumps({"t": time.time(), "stage": stage, "event": event, **kw}) + "\n")
+
+    def up_to_date(self, *outputs: Path) -> bool:
+        """Nothing ran here and every output exists, newer than every finished stage's marker."""
+        if self.changed or not all(p.is_file() for p in outputs):
+            return False
+        markers = [m.stat().st_mtime for m in self.run_dir.glob(f"**/{MARKER}")]
+        return min(p.stat().st_mtime for p in outputs) >= max(markers, default=0.0)
 
     def done(self, stage: str, deps: Any) -> bool:
         marker = self.run_dir / stage / MARKER
@@ -78,6 +86,7 @@ class StageRunner:
         self._move_aside(stage)
         sdir.mkdir(parents=True, exist_ok=True)
         log.info("stage %s: running", stage)
+        self.changed += 1
         self._log(stage, "start", hash=h)
         t0 = time.time()
         result = fn(sdir)
@@ -91,6 +100,7 @@ class StageRunner:
         (an unfinished copy has no marker, so a kill just copies again)."""
         sdir = self.run_dir / stage
         h = config_hash(deps)
+        self.changed += 1
         self._move_aside(stage)
         if sdir.exists():
             shutil.rmtree(sdir)  # an interrupted copy
