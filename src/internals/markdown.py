@@ -63,8 +63,13 @@ def markdown_section(s: dict[str, Any]) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
 
     mp = s["map"]
-    lines += ["", f"Persona map (fine-tune − base at the last prompt token of the same {', '.join(mp['prompt_sets'])} "
-              "prompts; base-sd units; 95% bootstrap CI over prompts):", "",
+    prompts = f"at the last prompt token of the same {', '.join(mp['prompt_sets'])} prompts, CI over prompts"
+    if mp.get("harm_from") == "answers":
+        axes = ("harm shift = the models' own judged harm answers along the harm direction (each held out by "
+                f"question), CI over questions; self-report shift {prompts}")
+    else:
+        axes = f"both shifts {prompts}"
+    lines += ["", f"Persona map (fine-tune − base; base-sd units; 95% bootstrap CIs; {axes}):", "",
               "| organism | truth | label | harm shift [CI] | self-report shift [CI] | quadrant | n prompts |",
               "|---|---|---|---|---|---|---|"]
     for p in mp["points"]:
