@@ -117,6 +117,28 @@ def test_bad_config_and_pair(tiny_pair, tmp_path):
         Pipeline(tiny_pair[0], str(other), cfg, tmp_path / "r").run()
 
 
+def test_adaptive_harm_inside_run(tiny_pair, tmp_path):
+    """`run` samples the harm probe in rounds on both models; the probe stages take the n it
+    chose and reuse its answers (nothing generated twice); the label states the record."""
+    over = [*TINY, "probes.harm.adaptive.enabled=true", "probes.harm.adaptive.start_samples=1",
+            "probes.harm.adaptive.round_samples=1", "probes.harm.adaptive.max_samples=3",
+            "steering.enabled=false", "diff.methods=[mean]"]
+    cfg = load_config(RunConfig, None, over)
+    out = tmp_path / "run"
+    Pipeline(*tiny_pair, cfg, out).run()
+    record = json.loads((out / "harm_adaptive" / "_stage.json").read_text())["result"]
+    assert 1 <= record["samples"] <= 3 and record["base_samples"] >= record["samples"]
+    n_q = len({a.question_id for a in load_run(out).answers("base")})
+    for role, key in (("base", "base_samples"), ("finetuned", "samples")):
+        rounds = (out / "harm_adaptive" / role / "harm_answers.jsonl").read_text()
+        assert (out / "probes" / role / "harm_answers.jsonl").read_text() == rounds
+        assert len(load_run(out).answers(role)) == n_q * record[key]
+    label = json.loads((out / "label.json").read_text())
+    assert json.dumps(label).count("stopped_because") >= 1
+    Pipeline(*tiny_pair, cfg, out).run()  # resumes: the rounds are not redone
+    assert [e["event"] for e in _events(out) if e["stage"] == "harm_adaptive"] == ["start", "finish", "skip"]
+
+
 def test_bad_model_spec_fails_before_the_run_dir_is_written(tiny_pair, tmp_path):
     from persona_diff.errors import ModelLoadError
 

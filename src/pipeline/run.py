@@ -110,6 +110,7 @@ class Pipeline:
         self._make_judge = judge or (lambda: resolve_judge(cfg, self.out))
         self._judge: Any = None
         self._engine: Any = None
+        self.adaptive: dict[str, Any] | None = None  # the harm_adaptive stage's record, when it ran
 
     # loaded once, on first use (the pair check is the first thing `run` does)
     @property
@@ -148,10 +149,10 @@ class Pipeline:
     def run(self) -> Path:
         c = self.cfg
         judge_key = self.judge_key
-        if c.probes.harm.adaptive.enabled:
-            log.warning("probes.harm.adaptive is not used by `persona-diff run` (it probes one model at a time): "
-                        "harm.samples=%d; use `persona-diff probe --base` for adaptive sampling", c.probes.harm.samples)
         k_probes = self.probe_keys()
+        self.adaptive = self._harm_rounds(k_probes)
+        if self.adaptive is not None:  # each model's harm n was chosen with the other model: part of its key
+            k_probes = {r: {**k, "harm_samples": self._samples(r)} for r, k in k_probes.items()}
         summaries: dict[str, dict[str, Any]] = {role: self.probe_role(role, k_probes[role]) for role in ROLES}
         write_probe_files(self.out, summaries)
         k_label = {"probes": k_probes, "label": to_dict(c.label)}
@@ -175,6 +176,50 @@ class Pipeline:
         return {"base": self.sources["base"].base_path, "finetuned": self.sources["finetuned"].weights}
 
     # ------------------------------------------------------------------ stages
+    def _harm_rounds(self, k_probes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """Stage ``harm_adaptive`` (``probes.harm.adaptive.enabled``): the harm probe on both
+        models in rounds until the CI of the EM% difference decides (`adaptive_harm`); its
+        record (the n of each model) sets ``harm.samples`` of the probe stages, which reuse its
+        answers. Not in a study (a shared base's n would depend on every pair) and not with two
+        vLLM engines (both models are held while the rounds alternate)."""
+        c = self.cfg
+        if not (c.probes.harm.adaptive.enabled and "harm" in c.probes.probes):
+            return None
+        src = self.sources
+        one_engine = c.generation.backend == "hf" or src["finetuned"].base_path == src["base"].base_path
+        if self.shared is not None or not one_engine:
+            log.warning("probes.harm.adaptive is off here (%s): harm.samples=%d for every model",
+                        "a --pairs study shares its base's probes" if self.shared is not None
+                        else "the fine-tune is a full checkpoint, which vLLM cannot hold beside the base",
+                        c.probes.harm.samples)
+            return None
+
+        def rounds(d: Path) -> dict[str, Any]:
+            from persona_diff.probes.adaptive import adaptive_harm
+            from persona_diff.probes.runner import as_backend
+
+            make = dict(self._probe_backends())
+            base, ft = as_backend(make["base"]()), as_backend(make["finetuned"]())
+            _, record = adaptive_harm(base, ft, self._probe_cfg(), self._label_cfg(),
+                                      self.judge, d / "base", d / "finetuned")
+            return record
+
+        return self.stages.run("harm_adaptive", {"probes": k_probes, "label": to_dict(c.label)}, rounds)
+
+    def _samples(self, role: str) -> int:
+        assert self.adaptive is not None
+        return int(self.adaptive["base_samples" if role == "base" else "samples"])
+
+    def _probe_cfg(self, role: str | None = None) -> Any:
+        """The probe settings with the run's seed (and the adaptive stage's n for `role`)."""
+        from persona_diff.probes.adaptive import with_samples
+
+        cfg = replace(self.cfg.probes, seed=self.cfg.seed)
+        return with_samples(cfg, self._samples(role)) if role is not None and self.adaptive is not None else cfg
+
+    def _label_cfg(self) -> Any:
+        return replace(self.cfg.label, seed=self.cfg.seed)
+
     def probe_role(self, role: str, key: dict[str, Any]) -> dict[str, Any]:
         """Stage ``probes/<role>``: every configured probe on one model. The base's comes from
         the study's shared folder when there is one."""
@@ -187,10 +232,12 @@ class Pipeline:
     def _probe_one(self, role: str, d: Path) -> dict[str, Any]:
         from persona_diff.probes import run_probes
 
+        if self.adaptive is not None:  # the rounds' answers: nothing is generated or judged twice
+            shutil.copy(self.out / "harm_adaptive" / role / "harm_answers.jsonl", d / "harm_answers.jsonl")
         make = dict(self._probe_backends())[role]
         lm = make()
         log.info("probes on the %s model (%s)", role, getattr(lm, "name", role))
-        s = run_probes(lm, replace(self.cfg.probes, seed=self.cfg.seed), self.judge, d)
+        s = run_probes(lm, self._probe_cfg(role), self.judge, d)
         del lm  # a full-checkpoint vLLM engine is freed before the next one starts
         return {"probes": s.get("probes", {})}
 
@@ -225,8 +272,8 @@ class Pipeline:
     def _label(self, d: Path, summaries: dict[str, Any]) -> dict[str, Any]:
         from persona_diff.probes import label_persona
 
-        label_cfg = replace(self.cfg.label, seed=self.cfg.seed)
-        lab = LabelResult.from_dict(label_persona(summaries["base"], summaries["finetuned"], label_cfg))
+        lab = LabelResult.from_dict(label_persona(summaries["base"], summaries["finetuned"], self._label_cfg(),
+                                                  adaptive=self.adaptive))
         write_json(d / "label.json", lab.to_dict())
         write_json(RunLayout(self.out).label, lab.to_dict())
         return {"label": lab.label, "confidence": lab.confidence}

@@ -36,8 +36,8 @@ WORD_FORMS = ["{w}", "{W}", " {w}", " {W}"]  # {w} lower case, {W} capitalised
 class AdaptiveHarmConfig:
     """Sample the harm probe in rounds until the base vs fine-tune difference is decided.
 
-    Used where both models are probed (`persona-diff probe --base`, `organisms validate`;
-    `persona_diff.probes.adaptive`). Samples are per question (paraphrase), as
+    Used where both models are probed (`persona-diff probe --base`, `organisms validate`,
+    `persona-diff run` on one pair; `persona_diff.probes.adaptive`). Samples are per question (paraphrase), as
     `harm.samples`; the margin and CI level are the label's (`LabelConfig.em_margin`, `ci`).
     After each round the CI of Δ = EM%(fine-tune) − EM%(base) (the label's bootstrap, and
     Newcombe's score interval as a guard for small counts) is checked: cleared when Δ and
