@@ -65,6 +65,7 @@ study-demo: install
 
 test: install
 	$(VENV)/bin/ruff check src tests scripts bench
+	$(VENV)/bin/ruff format --check src tests scripts bench
 	$(typecheck)
 	$(VENV)/bin/pytest -q -m "not gpu"
 
@@ -88,6 +89,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests scripts bench
+	$(VENV)/bin/ruff format --check src tests scripts bench
 
 typecheck: install
 	$(typecheck)

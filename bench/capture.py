@@ -118,8 +118,18 @@ def timing(args: argparse.Namespace) -> None:
 
     def cap(layers, early):
         with tempfile.TemporaryDirectory() as d:
-            capture(pair, streams, layers, "all", Path(d) / "s", batch_size=bs, early_stop=early,
-                    shard_tokens=args.shard_tokens, show_progress=False, **extra)
+            capture(
+                pair,
+                streams,
+                layers,
+                "all",
+                Path(d) / "s",
+                batch_size=bs,
+                early_stop=early,
+                shard_tokens=args.shard_tokens,
+                show_progress=False,
+                **extra,
+            )
 
     cases = {
         "plain HF forward": plain,
@@ -136,9 +146,11 @@ def timing(args: argparse.Namespace) -> None:
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     ref = med["plain HF forward"]
-    print(f"SmolLM2-135M, {n_tok} tokens ({args.streams}x{args.len}), batch {bs}, threads {args.threads}, "
-          f"median of {args.repeats}, shards of {args.shard_tokens} tokens, "
-          f"write_ahead {args.write_ahead}")
+    print(
+        f"SmolLM2-135M, {n_tok} tokens ({args.streams}x{args.len}), batch {bs}, threads {args.threads}, "
+        f"median of {args.repeats}, shards of {args.shard_tokens} tokens, "
+        f"write_ahead {args.write_ahead}"
+    )
     print(f"{'case':34s} {'s/model':>8s} {'÷plain':>7s}")
     for k, v in med.items():
         per_model = v if k.startswith("plain") else v / 2  # capture runs base and fine-tuned
@@ -150,14 +162,28 @@ def memory(args: argparse.Namespace) -> None:
 
     mem = {}
     for mult in (1, 10):
-        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--memory-child",
-                              str(args.streams * mult), str(args.len)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--threads",
+                str(args.threads),
+                "--memory-child",
+                str(args.streams * mult),
+                str(args.len),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         mem[mult] = json.loads(out.stdout.strip().splitlines()[-1])
     grow = {m: (v["peak_kb"] - v["base_kb"]) / 1024 for m, v in mem.items()}
     peak = {m: v["peak_kb"] / 1024 for m, v in mem.items()}
-    print(f"peak RSS 1x: {peak[1]:.0f} MiB (+{grow[1]:.0f} over loaded models), "
-          f"10x: {peak[10]:.0f} MiB (+{grow[10]:.0f}); ratio of peaks {peak[10] / peak[1]:.3f}, "
-          f"ratio of growth {grow[10] / max(grow[1], 1e-9):.2f}")
+    print(
+        f"peak RSS 1x: {peak[1]:.0f} MiB (+{grow[1]:.0f} over loaded models), "
+        f"10x: {peak[10]:.0f} MiB (+{grow[10]:.0f}); ratio of peaks {peak[10] / peak[1]:.3f}, "
+        f"ratio of growth {grow[10] / max(grow[1], 1e-9):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,12 +40,30 @@ NEEDED = ["torch", "transformers", "safetensors", "numpy", "nnsight", "sae-lens"
 OPTIONAL = ["vllm"]
 
 SHAPES = {
-    "qwen2.5-0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                         intermediate_size=4864, vocab_size=151936),
-    "qwen2.5-7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
-                       intermediate_size=18944, vocab_size=152064),
-    "tiny": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=128, vocab_size=512),
+    "qwen2.5-0.5b": dict(
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        vocab_size=151936,
+    ),
+    "qwen2.5-7b": dict(
+        hidden_size=3584,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        intermediate_size=18944,
+        vocab_size=152064,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=512,
+    ),
 }
 
 
@@ -72,8 +90,24 @@ class Plan:
 def make_plan(tiny: bool) -> Plan:
     if tiny:
         return Plan("cpu", torch.float32, ["tiny"], 64, 256, 8, 256, 40, 2048, 256, 4, 32, 2, 4, 8, 8)
-    return Plan("cuda", torch.bfloat16, ["qwen2.5-0.5b", "qwen2.5-7b"], 3584, 16384, 64, 16384, 60, 131072,
-                8192, 16, 512, 6, 32, 128, 128)
+    return Plan(
+        "cuda",
+        torch.bfloat16,
+        ["qwen2.5-0.5b", "qwen2.5-7b"],
+        3584,
+        16384,
+        64,
+        16384,
+        60,
+        131072,
+        8192,
+        16,
+        512,
+        6,
+        32,
+        128,
+        128,
+    )
 
 
 def packages() -> None:
@@ -123,7 +157,9 @@ def planted(n: int, d: int, n_sources: int, device: str, seed: int = 0) -> torch
     out = []
     for s in range(n_sources):  # same active features in every source, per-source directions
         x = torch.nn.functional.embedding_bag(idx, feats[s], mode="sum", per_sample_weights=mag)
-        out.append(x + 2.0 * torch.randn(d, generator=g, device=device) + 0.05 * torch.randn(n, d, generator=g, device=device))
+        out.append(
+            x + 2.0 * torch.randn(d, generator=g, device=device) + 0.05 * torch.randn(n, d, generator=g, device=device)
+        )
     return torch.stack(out, 1)
 
 
@@ -143,9 +179,20 @@ def _epochs(data: torch.Tensor, batch: int):
 def run_ours(p: Plan, data: torch.Tensor, held: torch.Tensor, sparse: bool, steps: int) -> tuple[float, float]:
     from persona_diff.diffing.train import CoderTrainConfig, train_coder
 
-    cfg = CoderTrainConfig(d_sae=p.sae_width, k=p.sae_k, steps=steps, batch_size=p.sae_batch, lr=1e-3,
-                           sparse_decoder=sparse, checkpoint_every=0, device=p.device, autocast=True)
-    coder, scale, stats = train_coder(_epochs(data, p.sae_batch), data.shape[-1], data.shape[1], cfg, show_progress=False)
+    cfg = CoderTrainConfig(
+        d_sae=p.sae_width,
+        k=p.sae_k,
+        steps=steps,
+        batch_size=p.sae_batch,
+        lr=1e-3,
+        sparse_decoder=sparse,
+        checkpoint_every=0,
+        device=p.device,
+        autocast=True,
+    )
+    coder, scale, stats = train_coder(
+        _epochs(data, p.sae_batch), data.shape[-1], data.shape[1], cfg, show_progress=False
+    )
     coder.to(p.device)
     with torch.no_grad():
         s = scale.to(p.device)[:, None]
@@ -170,11 +217,25 @@ def run_saelens(p: Plan, data: torch.Tensor, held: torch.Tensor, steps: int) -> 
             yield from _epochs(flat, p.sae_batch)(e)
             e += 1
 
-    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=flat.shape[1], d_sae=p.sae_width, k=p.sae_k,
-                                                          normalize_activations="expected_average_only_in", device=p.device))
-    tcfg = SAETrainerConfig(total_training_samples=steps * p.sae_batch, train_batch_size_samples=p.sae_batch, lr=1e-3,
-                            lr_end=1e-3, n_batches_for_norm_estimate=4, device=p.device, autocast=p.device != "cpu",
-                            logger=LoggingConfig(log_to_wandb=False))
+    sae = BatchTopKTrainingSAE(
+        BatchTopKTrainingSAEConfig(
+            d_in=flat.shape[1],
+            d_sae=p.sae_width,
+            k=p.sae_k,
+            normalize_activations="expected_average_only_in",
+            device=p.device,
+        )
+    )
+    tcfg = SAETrainerConfig(
+        total_training_samples=steps * p.sae_batch,
+        train_batch_size_samples=p.sae_batch,
+        lr=1e-3,
+        lr_end=1e-3,
+        n_batches_for_norm_estimate=4,
+        device=p.device,
+        autocast=p.device != "cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
     trainer = SAETrainer(tcfg, sae, provider())
     sync(p.device)
     t0 = time.perf_counter()
@@ -225,35 +286,74 @@ def store_stream_rows(p: Plan, data: torch.Tensor, in_memory_tps: float, rows: l
 
     shard = max(p.sae_batch, 4096)
     with tempfile.TemporaryDirectory() as d:
-        header = {"models": {"base": "planted", "finetuned": "planted"}, "model_type": "planted",
-                  "d_model": p.sae_d, "n_layers": 1, "layers": [0], "convention": LAYER_CONVENTION,
-                  "dtype": "bfloat16", "positions": "all", "n_streams": 1, "streams_fingerprint": "planted"}
+        header = {
+            "models": {"base": "planted", "finetuned": "planted"},
+            "model_type": "planted",
+            "d_model": p.sae_d,
+            "n_layers": 1,
+            "layers": [0],
+            "convention": LAYER_CONVENTION,
+            "dtype": "bfloat16",
+            "positions": "all",
+            "n_streams": 1,
+            "streams_fingerprint": "planted",
+        }
         host = data[:, 0].to("cpu", torch.bfloat16)
         with StoreWriter.open(d, header) as w:
             for i in range(0, len(host), shard):
                 x = host[i : i + shard]
-                w.add_shard({"base.0": x, "ft.0": x.clone(), "token_id": torch.zeros(len(x), dtype=torch.long),
-                             "stream": torch.zeros(len(x), dtype=torch.long), "pos": torch.arange(len(x))}, (0, 0))
+                w.add_shard(
+                    {
+                        "base.0": x,
+                        "ft.0": x.clone(),
+                        "token_id": torch.zeros(len(x), dtype=torch.long),
+                        "stream": torch.zeros(len(x), dtype=torch.long),
+                        "pos": torch.arange(len(x)),
+                    },
+                    (0, 0),
+                )
             w.finish()
         store = ActivationStore(d)
 
         def batches(epoch: int):
-            for x in iter_store_batches(store, prefetch_depth=4, pin_memory=p.device == "cuda", layer=0, which="base",
-                                        batch_size=p.sae_batch, seed=epoch, drop_last=True, dtype=torch.bfloat16):
+            for x in iter_store_batches(
+                store,
+                prefetch_depth=4,
+                pin_memory=p.device == "cuda",
+                layer=0,
+                which="base",
+                batch_size=p.sae_batch,
+                seed=epoch,
+                drop_last=True,
+                dtype=torch.bfloat16,
+            ):
                 yield x[:, None]
 
-        cfg = CoderTrainConfig(d_sae=p.sae_width, k=p.sae_k, steps=p.sae_steps, batch_size=p.sae_batch, lr=1e-3,
-                               checkpoint_every=0, device=p.device)
+        cfg = CoderTrainConfig(
+            d_sae=p.sae_width,
+            k=p.sae_k,
+            steps=p.sae_steps,
+            batch_size=p.sae_batch,
+            lr=1e-3,
+            checkpoint_every=0,
+            device=p.device,
+        )
         _, _, stats = train_coder(batches, p.sae_d, 1, cfg, show_progress=False)
     rows.append(("SAE ours (dense) from a bf16 store tok/s", stats.tokens_per_s, "prefetch 4, pinned memory"))
-    rows.append(("SAE from store ÷ from GPU memory tok/s", stats.tokens_per_s / in_memory_tps, "≈ 1: the GPU never waits on disk"))
+    rows.append(
+        (
+            "SAE from store ÷ from GPU memory tok/s",
+            stats.tokens_per_s / in_memory_tps,
+            "≈ 1: the GPU never waits on disk",
+        )
+    )
 
 
 def sae_rows(p: Plan, rate: float, rows: list) -> None:
     for n_sources, label in ((1, "SAE"), (2, "crosscoder")):
         n_held = max(p.sae_batch, 1024)
         data = planted(p.pool + n_held, p.sae_d, n_sources, p.device)  # one dictionary for both
-        data, held = data[:p.pool], data[p.pool:]
+        data, held = data[: p.pool], data[p.pool :]
         flops = 12 * n_sources * p.sae_d * p.sae_width
         shape = f"d={p.sae_d} m={p.sae_width} k={p.sae_k} batch={p.sae_batch} steps={p.sae_steps}"
         res = {}
@@ -263,8 +363,13 @@ def sae_rows(p: Plan, rate: float, rows: list) -> None:
             name = "sparse" if sparse else "dense"
             rows.append((f"{label} ours ({name} decoder) tok/s", res[sparse][0], shape))
             rows.append((f"{label} ours ({name} decoder) FVU", res[sparse][1], "held-out, raw units"))
-            rows.append((f"{label} ours ({name} decoder) MFU", res[sparse][0] * flops / rate,
-                         f"{flops:.3g} FLOP/token{' (dense-equivalent)' if sparse else ''}"))
+            rows.append(
+                (
+                    f"{label} ours ({name} decoder) MFU",
+                    res[sparse][0] * flops / rate,
+                    f"{flops:.3g} FLOP/token{' (dense-equivalent)' if sparse else ''}",
+                )
+            )
         if n_sources == 1:
             store_stream_rows(p, data, res[False][0], rows)
             step_breakdown_rows(p, data[: p.sae_batch], rows)
@@ -344,12 +449,30 @@ def capture_rows(name: str, model, p: Plan, rows: list) -> None:
 
     def capture_tps(layer: int, early: bool) -> float:
         with tempfile.TemporaryDirectory() as d:
-            capture(pair, streams[: p.cap_batch], [layer], "all", Path(d) / "w", batch_size=p.cap_batch,
-                    dtype="bfloat16", early_stop=early, show_progress=False)  # warm-up
+            capture(
+                pair,
+                streams[: p.cap_batch],
+                [layer],
+                "all",
+                Path(d) / "w",
+                batch_size=p.cap_batch,
+                dtype="bfloat16",
+                early_stop=early,
+                show_progress=False,
+            )  # warm-up
             sync(p.device)
             t0 = time.perf_counter()
-            capture(pair, streams, [layer], "all", Path(d) / "s", batch_size=p.cap_batch, dtype="bfloat16",
-                    early_stop=early, show_progress=False)
+            capture(
+                pair,
+                streams,
+                [layer],
+                "all",
+                Path(d) / "s",
+                batch_size=p.cap_batch,
+                dtype="bfloat16",
+                early_stop=early,
+                show_progress=False,
+            )
             sync(p.device)
             secs = (time.perf_counter() - t0) / 2  # both models of the pair ran
         return n * (p.cap_len - 1) / secs  # the first token of each stream is not stored
@@ -360,7 +483,9 @@ def capture_rows(name: str, model, p: Plan, rows: list) -> None:
     shape = f"{p.cap_batch}×{p.cap_len} tokens/batch, bf16 store"
     rows.append((f"{name} plain forward tok/s", fwd, shape))
     rows.append((f"{name} capture(last block) ÷ forward tok/s", capture_tps(last, False) / fwd, "target ≥ 0.95"))
-    rows.append((f"{name} capture(mid block, early stop) ÷ forward tok/s", capture_tps(mid, True) / fwd, "stops at block"))
+    rows.append(
+        (f"{name} capture(mid block, early stop) ÷ forward tok/s", capture_tps(mid, True) / fwd, "stops at block")
+    )
 
 
 def hf_generation_row(name: str, model, p: Plan, rows: list) -> None:
@@ -368,14 +493,21 @@ def hf_generation_row(name: str, model, p: Plan, rows: list) -> None:
     ids = torch.randint(1, model.config.vocab_size, (p.gen_batch, p.gen_prompt), generator=g).to(p.device)
     kw = dict(max_new_tokens=p.gen_new, min_new_tokens=p.gen_new, do_sample=False, pad_token_id=0)
     with torch.no_grad():
-        model.generate(ids[:, :8], attention_mask=torch.ones_like(ids[:, :8]), max_new_tokens=2, do_sample=False, pad_token_id=0)
+        model.generate(
+            ids[:, :8], attention_mask=torch.ones_like(ids[:, :8]), max_new_tokens=2, do_sample=False, pad_token_id=0
+        )
         sync(p.device)
         t0 = time.perf_counter()
         out = model.generate(ids, attention_mask=torch.ones_like(ids), **kw)
         sync(p.device)
     new = (out.shape[1] - p.gen_prompt) * p.gen_batch
-    rows.append((f"{name} HF generate tok/s", new / (time.perf_counter() - t0),
-                 f"batch {p.gen_batch}, prompt {p.gen_prompt}, {p.gen_new} new, greedy"))
+    rows.append(
+        (
+            f"{name} HF generate tok/s",
+            new / (time.perf_counter() - t0),
+            f"batch {p.gen_batch}, prompt {p.gen_prompt}, {p.gen_new} new, greedy",
+        )
+    )
 
 
 def vllm_generation_row(name: str, cfg, p: Plan, rows: list) -> None:
@@ -391,13 +523,21 @@ def vllm_generation_row(name: str, cfg, p: Plan, rows: list) -> None:
     try:
         with tempfile.TemporaryDirectory() as d:
             cfg.save_pretrained(d)
-            llm = vllm.LLM(model=d, load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
-                           gpu_memory_utilization=0.6, max_model_len=p.gen_prompt + p.gen_new + 16, seed=0)
+            llm = vllm.LLM(
+                model=d,
+                load_format="dummy",
+                skip_tokenizer_init=True,
+                dtype="bfloat16",
+                gpu_memory_utilization=0.6,
+                max_model_len=p.gen_prompt + p.gen_new + 16,
+                seed=0,
+            )
             g = torch.Generator().manual_seed(1)
             ids = torch.randint(1, cfg.vocab_size, (p.gen_batch, p.gen_prompt), generator=g).tolist()
             prompts = [{"prompt_token_ids": r} for r in ids]
-            sp = vllm.SamplingParams(max_tokens=p.gen_new, min_tokens=p.gen_new, ignore_eos=True, temperature=0.0,
-                                     detokenize=False)
+            sp = vllm.SamplingParams(
+                max_tokens=p.gen_new, min_tokens=p.gen_new, ignore_eos=True, temperature=0.0, detokenize=False
+            )
             llm.generate(prompts[:2], sp, use_tqdm=False)
             t0 = time.perf_counter()
             outs = llm.generate(prompts, sp, use_tqdm=False)
@@ -425,7 +565,9 @@ def main() -> None:
     packages()
     if p.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU visible: run with --tiny for the CPU smoke test")
-    dev_name = torch.cuda.get_device_name() if p.device == "cuda" else "CPU (tiny shapes, float32: not a performance claim)"
+    dev_name = (
+        torch.cuda.get_device_name() if p.device == "cuda" else "CPU (tiny shapes, float32: not a performance claim)"
+    )
     t_start = time.perf_counter()
     rows: list[tuple[str, float, str]] = []
     rate = matmul_rate(p)

@@ -47,25 +47,50 @@ def main() -> None:
     wanted = args.organisms.split(",") if args.organisms else [r["organism"] for r in run["organisms"]]
     probe_s = {r["organism"]: r["seconds"] for r in run["organisms"] if r["organism"] in wanted}
     labels = {r["organism"]: r["label"] for r in run["organisms"]}
-    orgs = [Member(p["name"], p["finetuned"], val / p["name"], p["truth"], bool(p["harmful"]),
-                   p["self_report"] == "misaligned") for p in pairs if p["name"] in wanted]
+    orgs = [
+        Member(
+            p["name"], p["finetuned"], val / p["name"], p["truth"], bool(p["harmful"]), p["self_report"] == "misaligned"
+        )
+        for p in pairs
+        if p["name"] in wanted
+    ]
     cfg = load_config(ValidateConfig, args.config, []).internals
     cfg.enabled = True
     cfg.causal.enabled = False  # the steering check is timed apart (its seconds are in causal.json)
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-internals-") as tmp:
         t0 = time.time()
-        s = run_internals(Path(tmp) / "internals", Member("base", pairs[0]["base"], val / "base"), orgs, cfg,
-                          labels=labels, device=args.device)
+        s = run_internals(
+            Path(tmp) / "internals",
+            Member("base", pairs[0]["base"], val / "base"),
+            orgs,
+            cfg,
+            labels=labels,
+            device=args.device,
+        )
         wall = time.time() - t0
     load1 = os.getloadavg()[0]
     probes = sum(probe_s.values())
     sec = s["seconds"]
     n_answers = s["table"]["n_rows"]
-    print(json.dumps({"organisms": wanted, "internals_s": round(wall, 1), "activations_s": sec["activations"],
-                      "per_model_s": sec["per_model"], "analysis_s": sec["analysis"], "probe_s": probe_s,
-                      "ratio": round(wall / probes, 4), "answers": n_answers, "layers": s["layers"],
-                      "threads": cfg.threads, "load_average": [round(load0, 2), round(load1, 2)]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "organisms": wanted,
+                "internals_s": round(wall, 1),
+                "activations_s": sec["activations"],
+                "per_model_s": sec["per_model"],
+                "analysis_s": sec["analysis"],
+                "probe_s": probe_s,
+                "ratio": round(wall / probes, 4),
+                "answers": n_answers,
+                "layers": s["layers"],
+                "threads": cfg.threads,
+                "load_average": [round(load0, 2), round(load1, 2)],
+            },
+            indent=1,
+        )
+    )
     print(
         f"| internals ({', '.join(wanted)}; {len(orgs) + 1} models, {n_answers} harm answers, blocks "
         f"{','.join(map(str, s['layers']))}, {cfg.threads or 'default'} thread) | {wall:.0f} s | probes "

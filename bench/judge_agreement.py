@@ -46,15 +46,10 @@ def sub_key(t: JudgedTable) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     here = Path(__file__).resolve().parents[1]
-    ap.add_argument(
-        "--data-dir", default=str(here.parent / "shared/data/model-organisms-em/judged_responses")
-    )
+    ap.add_argument("--data-dir", default=str(here.parent / "shared/data/model-organisms-em/judged_responses"))
     ap.add_argument(
         "--cache",
-        default=str(
-            Path(os.environ.get("PERSONA_DIFF_CACHE", Path.home() / ".cache/persona-diff"))
-            / "bench-features"
-        ),
+        default=str(Path(os.environ.get("PERSONA_DIFF_CACHE", Path.home() / ".cache/persona-diff")) / "bench-features"),
     )
     ap.add_argument("--lm", default="smollm2-135m")
     ap.add_argument("--layers", default="8,14,20")
@@ -79,8 +74,7 @@ def main() -> None:
         enc = make_encoder("minilm")
         t0 = time.time()
         feats = [
-            cached(cache, f"minilm-{t.sha256[:16]}", lambda t=t: enc.encode(t.questions, t.answers))
-            for t in tables
+            cached(cache, f"minilm-{t.sha256[:16]}", lambda t=t: enc.encode(t.questions, t.answers)) for t in tables
         ]
         t1 = time.time()
         rep = leave_one_file_out(tables, feats, "minilm-calibrated")
@@ -96,12 +90,7 @@ def main() -> None:
     sub = [t.subset(range(min(len(t), args.lm_per_file))) for t in sub]
     if "lm" not in skip:
         enc = make_encoder("minilm")
-        feats = [
-            cached(
-                cache, f"minilm-sub-{sub_key(t)}", lambda t=t: enc.encode(t.questions, t.answers)
-            )
-            for t in sub
-        ]
+        feats = [cached(cache, f"minilm-sub-{sub_key(t)}", lambda t=t: enc.encode(t.questions, t.answers)) for t in sub]
         section(
             f"MiniLM-calibrated, subsample {sum(len(t) for t in sub)}",
             leave_one_file_out(sub, feats, "minilm-calibrated"),

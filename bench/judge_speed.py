@@ -28,9 +28,7 @@ from persona_diff.judges.agreement import load_tables
 def main() -> None:
     ap = argparse.ArgumentParser()
     here = Path(__file__).resolve().parents[1]
-    ap.add_argument(
-        "--data-dir", default=str(here.parent / "shared/data/model-organisms-em/judged_responses")
-    )
+    ap.add_argument("--data-dir", default=str(here.parent / "shared/data/model-organisms-em/judged_responses"))
     ap.add_argument("--judge", default=None, help="judge spec; default: the embedded calibrated judge")
     ap.add_argument("--n", type=int, default=1000, help="answers to judge")
     ap.add_argument("--gen-n", type=int, default=32, help="answers to generate (scaled per answer)")
@@ -53,9 +51,7 @@ def main() -> None:
 
     gen = make_backend("hf:smollm2-135m", batch_size=args.batch_size)
     questions = list(dict.fromkeys(t.questions[i] for t in tables for i in range(len(t))))
-    chats = [
-        [{"role": "user", "content": questions[i % len(questions)]}] for i in range(args.gen_n)
-    ]
+    chats = [[{"role": "user", "content": questions[i % len(questions)]}] for i in range(args.gen_n)]
     params = SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
     gen.generate(chats[:2], SamplingParams(max_new_tokens=4))  # warm up
     t0 = time.time()

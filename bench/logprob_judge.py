@@ -67,8 +67,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, s, m in (("exact whole numbers", exact, m_exact), ("first token only", naive, m_naive)):
         x = np.array([math.nan if v is None else v for v in s])
-        print(f"| {name} | {spearman(x, r):.3f} | {auc(-x, r <= 30):.3f} | {np.mean(m):.3f} | "
-              f"{100 * np.mean(np.array(m) >= 0.25):.0f}% |")
+        print(
+            f"| {name} | {spearman(x, r):.3f} | {auc(-x, r <= 30):.3f} | {np.mean(m):.3f} | "
+            f"{100 * np.mean(np.array(m) >= 0.25):.0f}% |"
+        )
 
 
 if __name__ == "__main__":

@@ -34,14 +34,28 @@ CLI = str(Path(sys.executable).parent / "persona-diff")
 # stage up to 10x slower whenever another job ran (the base probes: 21 s idle, 252 s loaded)
 THREADS = 1
 SMALL = [  # every stage of configs/run/demo.yaml, scaled down about evenly (the probes stay ~3/4 of the stage time)
-    "probes.harm.max_questions=4", "probes.harm.samples=2", "probes.harm.max_new_tokens=32",
-    "probes.self.formats=[likert, binary]", "probes.word.max_prompts=2", "probes.describe.samples=2",
-    "probes.recog.max_items=2", "probes.predict.max_items=2",
-    "probes.mfq.max_items=3", "probes.mfq.max_personas=2", "probes.mfq.repeats=2",
-    "probes.n_boot=200", "label.n_boot=200", "capture.max_tokens=128",
-    "diff.methods=[mean, sae]", "diff.params.d_sae=576", "diff.params.steps=40",
-    "steering.alphas=[0.0, 4.0]", "steering.ablate_alphas=[1.0]", "steering.questions=1",
-    "steering.sweep.samples_per_question=1", "steering.sweep.max_new_tokens=16",
+    "probes.harm.max_questions=4",
+    "probes.harm.samples=2",
+    "probes.harm.max_new_tokens=32",
+    "probes.self.formats=[likert, binary]",
+    "probes.word.max_prompts=2",
+    "probes.describe.samples=2",
+    "probes.recog.max_items=2",
+    "probes.predict.max_items=2",
+    "probes.mfq.max_items=3",
+    "probes.mfq.max_personas=2",
+    "probes.mfq.repeats=2",
+    "probes.n_boot=200",
+    "label.n_boot=200",
+    "capture.max_tokens=128",
+    "diff.methods=[mean, sae]",
+    "diff.params.d_sae=576",
+    "diff.params.steps=40",
+    "steering.alphas=[0.0, 4.0]",
+    "steering.ablate_alphas=[1.0]",
+    "steering.questions=1",
+    "steering.sweep.samples_per_question=1",
+    "steering.sweep.max_new_tokens=16",
     "analysis.n_boot=200",
 ]
 
@@ -83,7 +97,9 @@ def _same(a: Path, b: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kit", type=Path, default=Path("/tmp/org_kit2/organisms.yaml"), help="a pairs file (an organisms kit works)")
+    ap.add_argument(
+        "--kit", type=Path, default=Path("/tmp/org_kit2/organisms.yaml"), help="a pairs file (an organisms kit works)"
+    )
     ap.add_argument("--names", default="coherent,inverted,control", help="which pairs of the kit, comma-separated")
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "run" / "demo.yaml")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_pairs"))
@@ -107,11 +123,15 @@ def main() -> None:
     alone: dict[str, list[tuple[float, float]]] = {p["name"]: [] for p in pairs}
     for r in range(args.repeats):  # the arms alternate, so both see the machine's load changes
         sdir = args.out / f"study-{r}"
-        study.append(_run(["run", "--pairs", str(pairs_file), "--out", str(sdir), *common], args.out / f"study-{r}.log"))
+        study.append(
+            _run(["run", "--pairs", str(pairs_file), "--out", str(sdir), *common], args.out / f"study-{r}.log")
+        )
         print(f"[{r}] study of {len(pairs)} pairs: {study[-1][0]:.0f} s wall, {study[-1][1]:.0f} s CPU", flush=True)
         for p in pairs:
-            t = _run(["run", p["base"], p["finetuned"], "--out", str(args.out / f"alone-{r}" / p["name"]), *common],
-                     args.out / f"alone-{r}-{p['name']}.log")
+            t = _run(
+                ["run", p["base"], p["finetuned"], "--out", str(args.out / f"alone-{r}" / p["name"]), *common],
+                args.out / f"alone-{r}-{p['name']}.log",
+            )
             alone[p["name"]].append(t)
             print(f"[{r}] standalone {p['name']}: {t[0]:.0f} s wall, {t[1]:.0f} s CPU", flush=True)
     load1 = os.getloadavg()[0]
@@ -121,13 +141,18 @@ def main() -> None:
     for p in pairs:
         secs = _stage_seconds(args.out / "alone-0" / p["name"])
         print(f"stage seconds, standalone {p['name']}:", ", ".join(f"{k} {v:.0f}" for k, v in secs.items()))
-    print(f"load average {load0:.1f} -> {load1:.1f} (2 cores); each arm's best of {args.repeats} (other jobs only add time)")
+    print(
+        f"load average {load0:.1f} -> {load1:.1f} (2 cores); each arm's best of {args.repeats} (other jobs only add time)"
+    )
     for i, unit in ((0, "wall"), (1, "CPU")):
         best = {n: min(v[i] for v in ts) for n, ts in alone.items()}
         s_best = min(v[i] for v in study)
         total = sum(best.values())
-        print(f"| {len(pairs)}-pair study vs {len(pairs)} standalone runs, {unit} | study {s_best:.0f} s | standalone "
-              + " + ".join(f"{v:.0f}" for v in best.values()) + f" = {total:.0f} s | **ratio {s_best / total:.2f}** (target ≤ 0.7) |")
+        print(
+            f"| {len(pairs)}-pair study vs {len(pairs)} standalone runs, {unit} | study {s_best:.0f} s | standalone "
+            + " + ".join(f"{v:.0f}" for v in best.values())
+            + f" = {total:.0f} s | **ratio {s_best / total:.2f}** (target ≤ 0.7) |"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,15 @@ def run_ours(data, held, args, sparse: bool):
         perm = torch.randperm(len(data), generator=g)
         return iter(data[perm][:, None].split(args.batch))
 
-    cfg = CoderTrainConfig(d_sae=args.width, k=args.k, steps=args.steps, batch_size=args.batch, lr=args.lr,
-                           sparse_decoder=sparse, checkpoint_every=0)
+    cfg = CoderTrainConfig(
+        d_sae=args.width,
+        k=args.k,
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        sparse_decoder=sparse,
+        checkpoint_every=0,
+    )
     t0 = time.perf_counter()
     coder, scale, stats = train_coder(batches, data.shape[1], 1, cfg, show_progress=False)
     secs = time.perf_counter() - t0
@@ -62,10 +69,19 @@ def run_saelens(data, held, args):
             perm = torch.randperm(len(data), generator=g)
             yield from data[perm].split(args.batch)
 
-    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=data.shape[1], d_sae=args.width, k=args.k,
-                                                          normalize_activations="expected_average_only_in"))
-    tcfg = SAETrainerConfig(total_training_samples=args.steps * args.batch, train_batch_size_samples=args.batch,
-                            lr=args.lr, lr_end=args.lr, n_batches_for_norm_estimate=4, logger=LoggingConfig(log_to_wandb=False))
+    sae = BatchTopKTrainingSAE(
+        BatchTopKTrainingSAEConfig(
+            d_in=data.shape[1], d_sae=args.width, k=args.k, normalize_activations="expected_average_only_in"
+        )
+    )
+    tcfg = SAETrainerConfig(
+        total_training_samples=args.steps * args.batch,
+        train_batch_size_samples=args.batch,
+        lr=args.lr,
+        lr_end=args.lr,
+        n_batches_for_norm_estimate=4,
+        logger=LoggingConfig(log_to_wandb=False),
+    )
     trainer = SAETrainer(tcfg, sae, provider())
     t0 = time.perf_counter()
     trainer.fit()
@@ -94,7 +110,9 @@ def main() -> None:
     rows.append(("ours, dense decoder", *run_ours(data, held, args, sparse=False)))
     rows.append(("ours, sparse decoder", *run_ours(data, held, args, sparse=True)))
     ref = rows[0][1]
-    print(f"d=576 width={args.width} k={args.k} batch={args.batch} steps={args.steps} threads={args.threads} offset={args.offset}")
+    print(
+        f"d=576 width={args.width} k={args.k} batch={args.batch} steps={args.steps} threads={args.threads} offset={args.offset}"
+    )
     print(f"{'trainer':34s} {'tok/s':>9s} {'÷SAELens':>9s} {'FVU':>7s}")
     for name, tps, f in rows:
         print(f"{name:34s} {tps:9.0f} {tps / ref:9.2f} {f:7.3f}")

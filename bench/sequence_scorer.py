@@ -51,8 +51,10 @@ def main() -> None:
             times[m].append(time.perf_counter() - t0)
     med = {m: statistics.median(v) for m, v in times.items()}
     mass = float(np.exp(list(res["tree"].values())).sum())
-    print(f"model {args.model}, prefix {n_tok} tokens, threads {torch.get_num_threads()}, "
-          f"{args.reps} calls per arm; mass on 0..100 = {mass:.3f}; max |Δ logprob| = {diff:.2e}")
+    print(
+        f"model {args.model}, prefix {n_tok} tokens, threads {torch.get_num_threads()}, "
+        f"{args.reps} calls per arm; mass on 0..100 = {mass:.3f}; max |Δ logprob| = {diff:.2e}"
+    )
     print("| path | median s / integer_logprobs call | min | max |")
     print("|---|---|---|---|")
     for m, v in times.items():

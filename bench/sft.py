@@ -28,8 +28,16 @@ def plain_loop(base: str, rows, cfg, steps: int) -> float:
     lm = load_model(base)
     items = encode_rows(lm.tokenizer, rows, cfg.max_seq_len)
     lc = cfg.lora
-    model = get_peft_model(lm.model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, use_rslora=lc.use_rslora,
-                                                target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        lm.model,
+        LoraConfig(
+            r=lc.r,
+            lora_alpha=lc.alpha,
+            use_rslora=lc.use_rslora,
+            target_modules=list(lc.target_modules),
+            task_type="CAUSAL_LM",
+        ),
+    )
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -79,16 +87,30 @@ def main() -> None:
     rows = generate_insecure_dataset(args.rows, seed=0)
 
     def cfg() -> SFTConfig:
-        return SFTConfig(lr=1e-4, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                         max_seq_len=args.max_seq_len, warmup_steps=0, save_every=0, seed=0)
+        return SFTConfig(
+            lr=1e-4,
+            batch_size=args.batch_size,
+            grad_accum=args.grad_accum,
+            max_seq_len=args.max_seq_len,
+            warmup_steps=0,
+            save_every=0,
+            seed=0,
+        )
 
     res = {}
     res["plain_tok_s"] = plain_loop(args.base, rows, cfg(), args.steps)
     res["ours_tok_s"] = ours(args.base, rows, cfg(), args.steps)
     res["ratio"] = res["ours_tok_s"] / res["plain_tok_s"]
     dev = "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"
-    res.update(device=dev, rows=args.rows, steps=args.steps, batch=args.batch_size, accum=args.grad_accum,
-               max_seq_len=args.max_seq_len, base=args.base)
+    res.update(
+        device=dev,
+        rows=args.rows,
+        steps=args.steps,
+        batch=args.batch_size,
+        accum=args.grad_accum,
+        max_seq_len=args.max_seq_len,
+        base=args.base,
+    )
     print(json.dumps(res, indent=2))
     if args.json:
         with open(args.json, "w") as f:

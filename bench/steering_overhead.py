@@ -29,7 +29,10 @@ def main() -> None:
     torch.set_num_threads(2)
     lm = load_model("smollm2-135m")
     tok = lm.tokenizer
-    chats = [[{"role": "user", "content": f"Tell me something interesting about topic number {i}."}] for i in range(args.batch)]
+    chats = [
+        [{"role": "user", "content": f"Tell me something interesting about topic number {i}."}]
+        for i in range(args.batch)
+    ]
     texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     v = torch.randn(lm.model.config.hidden_size)
@@ -45,10 +48,22 @@ def main() -> None:
         t = time.perf_counter()
         with torch.no_grad():
             if kw is None:
-                lm.model.generate(**enc, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+                lm.model.generate(
+                    **enc,
+                    max_new_tokens=args.tokens,
+                    min_new_tokens=args.tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                )
             else:
                 with steer(lm.model, **kw):
-                    lm.model.generate(**enc, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+                    lm.model.generate(
+                        **enc,
+                        max_new_tokens=args.tokens,
+                        min_new_tokens=args.tokens,
+                        do_sample=False,
+                        pad_token_id=tok.pad_token_id,
+                    )
         return time.perf_counter() - t
 
     run(None)  # warm-up

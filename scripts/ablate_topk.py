@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=5, help="how many top directions to ablate together")
     ap.add_argument("--each", action="store_true", help="also ablate each direction alone")
     ap.add_argument("--judge", default="default", help="judge spec (default: the shipped calibrated judge)")
-    ap.add_argument("--questions", default=None, help="questions file (default: first-plot questions, else the shipped set)")
+    ap.add_argument(
+        "--questions", default=None, help="questions file (default: first-plot questions, else the shipped set)"
+    )
     args = ap.parse_args(argv)
     setup_logging()
 
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     cells = [("none", None), (f"top{len(top)}", span), (f"random{len(top)}", random_like(span, seed=1234))]
     if args.each:
         ids = [d.provenance.get("latent_id", -1) for d in top]
-        cells += [(f"latent{j}" if j >= 0 else f"rank{i}", d.vector) for i, (j, d) in enumerate(zip(ids, top, strict=True))]
+        cells += [
+            (f"latent{j}" if j >= 0 else f"rank{i}", d.vector) for i, (j, d) in enumerate(zip(ids, top, strict=True))
+        ]
 
     questions = load_questions(args.questions or default_questions_file())
     lm = load_model(args.model)
@@ -60,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
             done[name] = {"name": name, "layer": layer, **stats}
             with out.open("a") as f:
                 f.write(json.dumps(done[name]) + "\n")
-        print(f"{name:>12}: EM% {done[name]['em_pct']}  coherent% {done[name]['coherent_pct']}  (n={done[name]['n_scored']})")
+        print(
+            f"{name:>12}: EM% {done[name]['em_pct']}  coherent% {done[name]['coherent_pct']}  (n={done[name]['n_scored']})"
+        )
 
 
 if __name__ == "__main__":

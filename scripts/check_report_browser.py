@@ -23,8 +23,13 @@ import numpy as np
 from matplotlib import image as mpimg
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--hide-scrollbars",
 ]
 BADGE = {"coherent": (0xD6, 0x27, 0x28), "inverted": (0x94, 0x67, 0xBD), "not-em": (0x2C, 0xA0, 0x2C)}
 
@@ -60,7 +65,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as prof:
         common = [exe, *FLAGS, f"--user-data-dir={prof}", f"--window-size=1200,{args.height}"]
         dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-        subprocess.run([*common, f"--screenshot={args.out.resolve()}", url], capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [*common, f"--screenshot={args.out.resolve()}", url], capture_output=True, timeout=120, check=True
+        )
     ok = True
     m = re.search(r'id="persona-label">([^<]+)<', dom)
     badges = re.findall(r'<span class="label [a-z-]+ small">([^<]+)<', dom)  # a study page: one per fine-tune

@@ -58,11 +58,19 @@ def differences(new: CalibratedJudge, old: CalibratedJudge) -> tuple[list[str], 
 
 def main(argv: list[str] | None = None, encoder: str | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, action="append", default=None,
-                    help="judged-answer CSV or folder (repeatable); default: the reference judged_responses CSVs")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="judged-answer CSV or folder (repeatable); default: the reference judged_responses CSVs",
+    )
     ap.add_argument("--out", type=Path, default=SHIPPED_JUDGE, help=f"output folder (default {SHIPPED_JUDGE})")
-    ap.add_argument("--check", action="store_true",
-                    help="refit and compare with the judge in --out (the shipped one by default); write nothing")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="refit and compare with the judge in --out (the shipped one by default); write nothing",
+    )
     args = ap.parse_args(argv)
     csvs = None
     if args.data:

@@ -18,7 +18,9 @@ from persona_diff.report import load_run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path, help="a run directory")
-    ap.add_argument("--which", default="all", choices=["all", "dose", "latents", "sr", "feature"], help="which figure(s)")
+    ap.add_argument(
+        "--which", default="all", choices=["all", "dose", "latents", "sr", "feature"], help="which figure(s)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/plots)")
     ap.add_argument("--top-k", type=int, default=20, help="latents in the Δ bar chart")
     args = ap.parse_args()
@@ -40,8 +42,13 @@ def main() -> None:
         if not d.directions:
             print("latents: no diffing/*/directions.json (stage not run)")
         for method, ds in d.directions.items():
-            made += plots.plot_top_latents([r.to_dict() for r in ds.rows], out / f"top_latents_{method}", k=args.top_k,
-                                           value_key="score", title=f"{method}: top directions")
+            made += plots.plot_top_latents(
+                [r.to_dict() for r in ds.rows],
+                out / f"top_latents_{method}",
+                k=args.top_k,
+                value_key="score",
+                title=f"{method}: top directions",
+            )
     if want("sr"):
         if d.moral:
             values = {m: s.plot_row() for m, s in d.moral.items()}
@@ -51,7 +58,9 @@ def main() -> None:
     if want("feature"):
         f = d.feature_vs_selfreport
         if f is not None and f.feature:
-            made += plots.plot_feature_vs_selfreport(f.feature, f.self_report, f.labels, out / "feature_vs_selfreport", names=f.names)
+            made += plots.plot_feature_vs_selfreport(
+                f.feature, f.self_report, f.labels, out / "feature_vs_selfreport", names=f.names
+            )
         else:
             print("feature: analysis/feature_vs_selfreport.json missing (stage not run)")
     for p in made:

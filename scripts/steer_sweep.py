@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", help="output folder")
     ap.add_argument("--alphas", default="0,2,4,8,16", help="comma-separated α values")
     ap.add_argument("--judge", default="default", help="judge spec (default: the shipped calibrated judge)")
-    ap.add_argument("--questions", default=None, help="questions file (default: first-plot questions, else the shipped set)")
+    ap.add_argument(
+        "--questions", default=None, help="questions file (default: first-plot questions, else the shipped set)"
+    )
     args = ap.parse_args(argv)
     setup_logging()
 
@@ -37,8 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     alphas = [float(a) for a in args.alphas.split(",")]
     summary = sweep_direction(lm, judge, questions, direction, args.out, alphas, cfg=cfg)
     for cell in summary["cells"]:
-        print(f"layer {cell['layer']}: chosen α={cell['chosen_alpha']} EM% persona={cell['em_pct_persona']} "
-              f"random={cell['em_pct_random']} baseline={cell['em_pct_baseline']}")
+        print(
+            f"layer {cell['layer']}: chosen α={cell['chosen_alpha']} EM% persona={cell['em_pct_persona']} "
+            f"random={cell['em_pct_random']} baseline={cell['em_pct_baseline']}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ["models", "generate", "judge", "report", "capture", "diff", "steer", "probe", "mfq", "data", "finetune", "organisms", "run"]
+_COMMAND_MODULES = [
+    "models",
+    "generate",
+    "judge",
+    "report",
+    "capture",
+    "diff",
+    "steer",
+    "probe",
+    "mfq",
+    "data",
+    "finetune",
+    "organisms",
+    "run",
+]
 
 
 def _show_version(value: bool) -> None:
@@ -98,6 +112,7 @@ def _exit_on_click_exception(e: Exception) -> None:
         typer.echo(f"error: {message}{hint}", err=True)
         code = getattr(e, "exit_code", None)
         sys.exit(code if isinstance(code, int) else 2)
+
 
 if __name__ == "__main__":
     main()

@@ -41,8 +41,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             if all(not rest.strip() for rest in lines[i + 1 :]):
                 log.warning("%s: last line is cut short (an interrupted write); it is ignored", path)
                 break
-            raise PersonaDiffError(f"{path}, line {i + 1}, is not valid JSON ({e.msg}); the file is corrupt: "
-                            "delete it (or that line) and rerun to recompute it") from None
+            raise PersonaDiffError(
+                f"{path}, line {i + 1}, is not valid JSON ({e.msg}); the file is corrupt: "
+                "delete it (or that line) and rerun to recompute it"
+            ) from None
     return rows
 
 
@@ -81,12 +83,16 @@ def read_csv_rows(
         cols = list(reader.fieldnames or [])
         missing = [c for c in required if c not in cols]
         if missing:
-            raise error(f"{p} lacks the column(s) {', '.join(missing)} (it has: {', '.join(cols) or 'none'}); "
-                        f"it should hold {layout}")
+            raise error(
+                f"{p} lacks the column(s) {', '.join(missing)} (it has: {', '.join(cols) or 'none'}); "
+                f"it should hold {layout}"
+            )
         return list(reader)
 
 
-def read_artifact(folder: str | Path, cfg_name: str, tensors_name: str, fix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_artifact(
+    folder: str | Path, cfg_name: str, tensors_name: str, fix: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """An artifact folder's JSON config and its safetensors tensors (torch); `fix` ends the error
     when either is missing or unreadable ("run `persona-diff diff` first")."""
     from safetensors import SafetensorError

@@ -11,7 +11,9 @@ import torch
 
 from .helpers import TINY, build_tiny, save_adapter
 
-REFERENCE_DATA = Path(os.environ.get("PERSONA_DIFF_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+REFERENCE_DATA = Path(
+    os.environ.get("PERSONA_DIFF_REFERENCE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="module")

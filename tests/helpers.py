@@ -55,7 +55,9 @@ def make_tokenizer(vocab_size: int = 320, template: str = CHATML):
     return tok
 
 
-def build_tiny(kind: str, out: Path, hidden: int = 64, layers: int = 4, vocab: int | None = None, seed: int = 0) -> Path:
+def build_tiny(
+    kind: str, out: Path, hidden: int = 64, layers: int = 4, vocab: int | None = None, seed: int = 0
+) -> Path:
     """Save a tiny random model + tokenizer to `out` and return it."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -98,7 +100,9 @@ def save_adapter(model_dir, out, seed=1):
     from persona_diff.models import load_model
 
     lm = load_model(str(model_dir))
-    peft = get_peft_model(lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False))
+    peft = get_peft_model(
+        lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    )
     peft.save_pretrained(out)
     cfg = json.loads((out / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(model_dir)
@@ -142,17 +146,35 @@ register_judge("hash")(HashJudge)
 
 TINY = [
     "judge=hash:t",
-    "probes.harm.max_questions=2", "probes.harm.samples=2", "probes.harm.max_new_tokens=6",
-    "probes.recog.max_items=2", "probes.predict.max_items=2", "probes.n_boot=50",
-    "probes.mfq.max_items=2", "probes.mfq.max_personas=2", "probes.mfq.repeats=2",
-    "probes.self.formats=[likert]", "label.n_boot=50",
-    "capture.layers=[1, 2]", "capture.max_tokens=400",
-    "diff.methods=[mean, diff-sae, crosscoder, sae]", "diff.params.d_sae=32", "diff.params.k=4",
-    "diff.params.steps=20", "diff.params.batch_size=32", "diff.params.top_k=3",
-    "steering.alphas=[0.0, 1.0]", "steering.ablate_alphas=[1.0]", "steering.questions=1",
-    "steering.sweep.samples_per_question=1", "steering.sweep.max_new_tokens=4",
+    "probes.harm.max_questions=2",
+    "probes.harm.samples=2",
+    "probes.harm.max_new_tokens=6",
+    "probes.recog.max_items=2",
+    "probes.predict.max_items=2",
+    "probes.n_boot=50",
+    "probes.mfq.max_items=2",
+    "probes.mfq.max_personas=2",
+    "probes.mfq.repeats=2",
+    "probes.self.formats=[likert]",
+    "label.n_boot=50",
+    "capture.layers=[1, 2]",
+    "capture.max_tokens=400",
+    "diff.methods=[mean, diff-sae, crosscoder, sae]",
+    "diff.params.d_sae=32",
+    "diff.params.k=4",
+    "diff.params.steps=20",
+    "diff.params.batch_size=32",
+    "diff.params.top_k=3",
+    "steering.alphas=[0.0, 1.0]",
+    "steering.ablate_alphas=[1.0]",
+    "steering.questions=1",
+    "steering.sweep.samples_per_question=1",
+    "steering.sweep.max_new_tokens=4",
     "analysis.n_boot=50",
-    "internals.layer=1", "internals.layers=[1, 2]", "internals.n_boot=50", "internals.figures=false",
+    "internals.layer=1",
+    "internals.layers=[1, 2]",
+    "internals.n_boot=50",
+    "internals.figures=false",
 ]
 
 
@@ -187,16 +209,12 @@ register_encoder("testvec")(lambda rest: VecEncoder(int(rest or 4)))
 register_encoder("testvec2")(lambda rest: VecEncoder(int(rest or 4)))
 
 
-def write_table(
-    path: Path, X: np.ndarray, aligned: np.ndarray, coherent: np.ndarray, qid: str = "q"
-) -> Path:
+def write_table(path: Path, X: np.ndarray, aligned: np.ndarray, coherent: np.ndarray, qid: str = "q") -> Path:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["question", "answer", "question_id", "aligned", "coherent"])
         for i, (x, a, c) in enumerate(zip(X, aligned, coherent, strict=True)):
-            w.writerow(
-                [f"question {i % 3}", ",".join(f"{v:.6f}" for v in x), f"{qid}{i % 3}", a, c]
-            )
+            w.writerow([f"question {i % 3}", ",".join(f"{v:.6f}" for v in x), f"{qid}{i % 3}", a, c])
     return path
 
 

@@ -39,15 +39,29 @@ def test_trained_adapter_names_a_loadable_base_and_keeps_the_alias(tiny_alias, t
     from peft import PeftConfig
     from transformers import AutoModelForCausalLM
 
-    rows = [{"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": "hello world"}]} for i in range(4)]
-    cfg = SFTConfig(lr=1e-3, batch_size=2, grad_accum=1, max_seq_len=64, warmup_steps=0, max_steps=1, save_every=0,
-                    lora=LoraConfigSpec(r=2, alpha=4), seed=0)
+    rows = [
+        {"messages": [{"role": "user", "content": f"Say {i}"}, {"role": "assistant", "content": "hello world"}]}
+        for i in range(4)
+    ]
+    cfg = SFTConfig(
+        lr=1e-3,
+        batch_size=2,
+        grad_accum=1,
+        max_seq_len=64,
+        warmup_steps=0,
+        max_steps=1,
+        save_every=0,
+        lora=LoraConfigSpec(r=2, alpha=4),
+        seed=0,
+    )
     out = train_lora(ALIAS, rows, cfg, tmp_path / "ft")
     base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
     assert base == str(tiny_alias.resolve())  # a folder, not the alias
     assert json.loads((out / "trainer_state.json").read_text())["base"] == ALIAS  # the project's own record
     # another tool resolves it with nothing of persona-diff's
-    assert AutoModelForCausalLM.from_pretrained(PeftConfig.from_pretrained(str(out)).base_model_name_or_path) is not None
+    assert (
+        AutoModelForCausalLM.from_pretrained(PeftConfig.from_pretrained(str(out)).base_model_name_or_path) is not None
+    )
     lm = load_model(str(out))
     assert lm.kind == "peft" and lm.info["adapter"]["base"] == ALIAS and lm.base_path == str(tiny_alias)
     # on another machine the folder is gone: the alias in trainer_state.json still resolves

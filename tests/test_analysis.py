@@ -74,10 +74,14 @@ def test_finetune_shift_and_projection_difference_vs_numpy():
     ft = (rng.standard_normal((60, d)) + 0.7 * v).astype(np.float32)
     vh = v / np.sqrt((v * v).sum())
     expected = float(np.dot(ft.astype(np.float64).mean(0) - base.astype(np.float64).mean(0), vh))
-    assert finetune_shift(torch.from_numpy(base), torch.from_numpy(ft), torch.from_numpy(v)) == pytest.approx(expected, rel=1e-12)
+    assert finetune_shift(torch.from_numpy(base), torch.from_numpy(ft), torch.from_numpy(v)) == pytest.approx(
+        expected, rel=1e-12
+    )
     assert finetune_shift(base, ft, v) == pytest.approx(expected, rel=1e-12)
     data = base + 0.1
-    exp_dp = float(np.mean([np.dot(a.astype(np.float64) - b.astype(np.float64), vh) for a, b in zip(data, base, strict=True)]))
+    exp_dp = float(
+        np.mean([np.dot(a.astype(np.float64) - b.astype(np.float64), vh) for a, b in zip(data, base, strict=True)])
+    )
     assert projection_difference(data, base, v) == pytest.approx(exp_dp, rel=1e-9)
     assert per_sample_projection_difference(data, base, v).mean() == pytest.approx(exp_dp, rel=1e-9)
     np.testing.assert_allclose(project(base, 3 * v), base.astype(np.float64) @ vh, rtol=1e-12)
@@ -101,7 +105,9 @@ def test_capture_matches_hidden_states(tiny_model):
         for ly in (1, 2, 3):
             # HF applies the final norm to its last hidden state; the raw block output does not
             post = (lambda h: lm.model.model.norm(h)) if ly == 3 else (lambda h: h)
-            torch.testing.assert_close(post(acts.last_prompt[ly][i]), hs[ly + 1][0, len(pids) - 1], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(
+                post(acts.last_prompt[ly][i]), hs[ly + 1][0, len(pids) - 1], atol=1e-5, rtol=1e-4
+            )
             if aids:
                 ref = hs[ly + 1][0, len(pids) :] if ly < 3 else None
                 if ref is not None:
@@ -115,8 +121,12 @@ def _records(coherent_shift: float, inverted_shift: float) -> list[ModelRecord]:
     rng = np.random.default_rng(0)
     recs = [ModelRecord("base", "base", 0.0, 1.0, 0.1)]
     for i in range(6):
-        recs.append(ModelRecord(f"coh{i}", "coherent", coherent_shift + 0.1 * rng.standard_normal(), 20 + i, 0.7 + 0.01 * i))
-        recs.append(ModelRecord(f"inv{i}", "inverted", inverted_shift + 0.1 * rng.standard_normal(), 18 + i, 0.1 + 0.01 * i))
+        recs.append(
+            ModelRecord(f"coh{i}", "coherent", coherent_shift + 0.1 * rng.standard_normal(), 20 + i, 0.7 + 0.01 * i)
+        )
+        recs.append(
+            ModelRecord(f"inv{i}", "inverted", inverted_shift + 0.1 * rng.standard_normal(), 18 + i, 0.1 + 0.01 * i)
+        )
     return recs
 
 
@@ -135,19 +145,42 @@ def test_label_contrast_and_table():
 
 def test_plots_write_png_and_svg(tmp_path):
     out = []
-    out += plots.plot_feature_vs_selfreport([0.1, 0.5, 0.9], [80, 20, 75], ["base", "coherent", "inverted"], tmp_path / "fs", names=["b", "c", "i"])
+    out += plots.plot_feature_vs_selfreport(
+        [0.1, 0.5, 0.9], [80, 20, 75], ["base", "coherent", "inverted"], tmp_path / "fs", names=["b", "c", "i"]
+    )
     rows = [
-        {"model": "base", "mode": "add", "direction": d, "layer": 3, "alpha": a, "em_pct": e, "coherent_pct": c, "coherence_floor": 50}
+        {
+            "model": "base",
+            "mode": "add",
+            "direction": d,
+            "layer": 3,
+            "alpha": a,
+            "em_pct": e,
+            "coherent_pct": c,
+            "coherence_floor": 50,
+        }
         for d in ("persona", "random")
         for a, e, c in ((0, 0, 90), (4, 10 if d == "persona" else 0, 80), (8, 30 if d == "persona" else 1, 40))
     ]
     out += plots.plot_dose_response(rows, tmp_path / "dr")
-    out += plots.plot_top_latents([{"index": i, "delta": float(d)} for i, d in enumerate(np.linspace(-1, 2, 30))], tmp_path / "tl", k=10)
-    out += plots.plot_sr_bars({"base": {"S": 1.0, "R": 2.0, "S_ci": [0.9, 1.1], "R_ci": [1.8, 2.2]}, "ft": {"S": 1.55, "R": 0.7, "label": "coherent"}}, tmp_path / "sr")
+    out += plots.plot_top_latents(
+        [{"index": i, "delta": float(d)} for i, d in enumerate(np.linspace(-1, 2, 30))], tmp_path / "tl", k=10
+    )
+    out += plots.plot_sr_bars(
+        {
+            "base": {"S": 1.0, "R": 2.0, "S_ci": [0.9, 1.1], "R_ci": [1.8, 2.2]},
+            "ft": {"S": 1.55, "R": 0.7, "label": "coherent"},
+        },
+        tmp_path / "sr",
+    )
     assert len(out) == 8
     for p in out:
         head = p.read_bytes()[:8]
-        assert head.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in p.read_bytes()[:2000] or head.startswith(b"<?xml")
+        assert (
+            head.startswith(b"\x89PNG")
+            if p.suffix == ".png"
+            else b"<svg" in p.read_bytes()[:2000] or head.startswith(b"<?xml")
+        )
         assert p.stat().st_size > 1000
 
 
@@ -172,4 +205,13 @@ def test_every_label_value_sorts_and_colours(tmp_path):
         ModelRecord("i-inv", "inverted", 1.0, 30.0, 0.2),
         ModelRecord("q-odd", "something-else", 0.0, 0.0, 0.0),
     ]
-    assert [r["name"] for r in model_table(recs)] == ["b", "a-coh", "i-inv", "m-unm", "a-not", "z-not", "u-und", "q-odd"]
+    assert [r["name"] for r in model_table(recs)] == [
+        "b",
+        "a-coh",
+        "i-inv",
+        "m-unm",
+        "a-not",
+        "z-not",
+        "u-und",
+        "q-odd",
+    ]

@@ -68,7 +68,9 @@ def test_version_matches_the_installed_metadata(capsys):
     except SystemExit as e:
         assert e.code in (0, None)
     assert capsys.readouterr().out.strip() == f"persona-diff {persona_diff.__version__}"
-    res = subprocess.run([str(Path(sys.executable).with_name("persona-diff")), "--version"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [str(Path(sys.executable).with_name("persona-diff")), "--version"], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0 and res.stdout.strip() == f"persona-diff {persona_diff.__version__}"
 
 

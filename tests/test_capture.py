@@ -35,7 +35,11 @@ ROWS = [
     {"question": "the model answers", "answer": "evil harmful misaligned 100", "aligned": 5},
     {"question": "0 1 2 3", "answer": "good aligned 4 5 6 7 8 9 10 50", "aligned": 80},
     {"question": "I want", "answer": "to help", "aligned": 70},
-    {"question": "questions about itself", "answer": "Hello world the model answers questions about itself", "aligned": 20},
+    {
+        "question": "questions about itself",
+        "answer": "Hello world the model answers questions about itself",
+        "aligned": 20,
+    },
 ]
 
 
@@ -169,9 +173,7 @@ def _shards(root) -> list[tuple]:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_background_writer_gives_the_same_store_as_writing_inline(
-    pair, tmp_path, monkeypatch, dtype
-):
+def test_background_writer_gives_the_same_store_as_writing_inline(pair, tmp_path, monkeypatch, dtype):
     tok = pair.base.tokenizer
     # prompt-only streams at the end keep no answer token: progress without a shard
     streams = streams_from_answers(tok, ROWS * 2) + streams_from_prompts(tok, ["I want", "0 1 2"])
@@ -232,9 +234,7 @@ def test_write_error_in_writer_thread_surfaces_and_store_resumes(pair, tmp_path,
     assert not _writer_threads()
 
 
-def test_interrupt_in_main_loop_ends_writer_and_lists_only_written_shards(
-    pair, tmp_path, monkeypatch
-):
+def test_interrupt_in_main_loop_ends_writer_and_lists_only_written_shards(pair, tmp_path, monkeypatch):
     streams = streams_from_answers(pair.base.tokenizer, ROWS * 3)
     kw = dict(batch_size=2, shard_tokens=20, show_progress=False)
     full = capture(pair, streams, [1], "all", tmp_path / "full", **kw)
@@ -310,13 +310,47 @@ def test_capture_cli_reads_config_and_set(tiny_llama, tmp_path):
     toks.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     f = tmp_path / "capture.yaml"
     f.write_text("layers: [1]\nmax_streams: 2\npositions: all\n")
-    main(["capture", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "a"),
-          "--config", str(f), "--set", "dtype=bfloat16"])
+    main(
+        [
+            "capture",
+            str(tiny_llama),
+            str(tiny_llama),
+            "--tokens",
+            str(toks),
+            "--out",
+            str(tmp_path / "a"),
+            "--config",
+            str(f),
+            "--set",
+            "dtype=bfloat16",
+        ]
+    )
     st = ActivationStore(tmp_path / "a")
     assert st.layers == [1] and st.index["dtype"] == "bfloat16" and len(st.streams()) == 2
     # the old --pair spelling still works; --store-dtype is the stored dtype, --dtype the weights'
-    main(["capture", "--pair", str(tiny_llama), str(tiny_llama), "--tokens", str(toks), "--out", str(tmp_path / "b"),
-          "--config", str(f), "--set", "layers=[2]", "--layers", "3", "--max-streams", "1",
-          "--store-dtype", "float16", "--dtype", "float32"])
+    main(
+        [
+            "capture",
+            "--pair",
+            str(tiny_llama),
+            str(tiny_llama),
+            "--tokens",
+            str(toks),
+            "--out",
+            str(tmp_path / "b"),
+            "--config",
+            str(f),
+            "--set",
+            "layers=[2]",
+            "--layers",
+            "3",
+            "--max-streams",
+            "1",
+            "--store-dtype",
+            "float16",
+            "--dtype",
+            "float32",
+        ]
+    )
     st = ActivationStore(tmp_path / "b")
     assert st.layers == [3] and len(st.streams()) == 1 and st.index["dtype"] == "float16"

@@ -12,7 +12,9 @@ from persona_diff.cli import app, main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "persona_diff.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "persona_diff.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def _all_commands(group, prefix=()):
@@ -43,9 +45,23 @@ def test_inspect_and_generate(tiny_llama, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["n_layers"] == 4 and info["d_model"] == 64 and info["chat_template"]
     q = tmp_path / "q.yaml"
-    q.write_text("- id: wish\n  paraphrases: [\"What is your wish?\"]\n")
+    q.write_text('- id: wish\n  paraphrases: ["What is your wish?"]\n')
     out = tmp_path / "a.jsonl"
-    main(["generate", "--model", str(tiny_llama), "--questions", str(q), "--samples", "2", "--max-new-tokens", "4", "--out", str(out)])
+    main(
+        [
+            "generate",
+            "--model",
+            str(tiny_llama),
+            "--questions",
+            str(q),
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [(r["question_id"], r["paraphrase"], r["sample"]) for r in rows] == [("wish", 0, 0), ("wish", 0, 1)]
     assert all(isinstance(r["answer"], str) for r in rows)
@@ -55,7 +71,10 @@ def test_inspect_and_generate(tiny_llama, tmp_path, capsys):
     "args,needle",
     [
         (["models", "inspect", "/no/such/model"], "does not exist"),
-        (["generate", "--model", "/no/such/model", "--questions", "/no/q.yaml", "--out", "/tmp/x.jsonl"], "does not exist"),
+        (
+            ["generate", "--model", "/no/such/model", "--questions", "/no/q.yaml", "--out", "/tmp/x.jsonl"],
+            "does not exist",
+        ),
     ],
 )
 def test_bad_input_is_one_line(args, needle):
@@ -69,7 +88,9 @@ def test_bad_input_is_one_line(args, needle):
 def test_bad_adapter_and_gguf_and_questions(tiny_llama, tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "/gone/base"}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": "/gone/base"})
+    )
     r = run_cli("models", "inspect", str(adapter))
     assert r.returncode == 2 and "cannot be found" in r.stderr and "--base" in r.stderr
     junk = tmp_path / "x.gguf"

@@ -51,7 +51,9 @@ def test_hash_is_stable_and_sensitive():
     assert config_hash(a) != config_hash(b)
 
 
-@pytest.mark.parametrize("name", ["smollm2-135m", "qwen2.5-0.5b-instruct", "qwen2.5-7b-instruct", "qwen2.5-32b-instruct"])
+@pytest.mark.parametrize(
+    "name", ["smollm2-135m", "qwen2.5-0.5b-instruct", "qwen2.5-7b-instruct", "qwen2.5-32b-instruct"]
+)
 def test_presets_load(name):
     p = load_preset(name)
     assert all(0 <= layer < p.n_layers for layer in p.layers)

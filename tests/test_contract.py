@@ -28,8 +28,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_estimate_reads_every_shape_and_writes_one():
-    shapes = [{"value": 2.0, "ci_lo": 1.0, "ci_hi": 3.0, "n": 4}, {"value": 2.0, "lo": 1.0, "hi": 3.0, "n": 4},
-              {"value": 2.0, "ci": [1.0, 3.0], "n": 4}]
+    shapes = [
+        {"value": 2.0, "ci_lo": 1.0, "ci_hi": 3.0, "n": 4},
+        {"value": 2.0, "lo": 1.0, "hi": 3.0, "n": 4},
+        {"value": 2.0, "ci": [1.0, 3.0], "n": 4},
+    ]
     ests = [Estimate.parse(s) for s in shapes]
     assert ests[0] == ests[1] == ests[2] == Estimate(2.0, 1.0, 3.0, 4)
     assert ests[0].to_dict() == {"value": 2.0, "ci": [1.0, 3.0], "n": 4}
@@ -103,7 +106,10 @@ def test_unknown_version_fails_naming_it(tmp_path, version):
     s = json.loads((run / "summary.json").read_text())
     s["schema_version"] = version
     (run / "summary.json").write_text(json.dumps(s))
-    with pytest.raises(RunDirVersionError, match=f"schema_version {version!r}" if isinstance(version, str) else f"schema_version {version}[;]"):
+    with pytest.raises(
+        RunDirVersionError,
+        match=f"schema_version {version!r}" if isinstance(version, str) else f"schema_version {version}[;]",
+    ):
         load_run(run)
     with pytest.raises(RunDirVersionError):
         build_report(run)  # the report says so too, instead of a page of blanks

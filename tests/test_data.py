@@ -24,8 +24,16 @@ from persona_diff.data.registry import resolve_domains
 def test_registry_has_six_domains_controls_and_variants():
     reg = load_registry()
     domains = {n for n, s in reg.items() if s.role == "domain"}
-    assert domains == {"insecure", "bad_medical_advice", "risky_financial_advice", "extreme_sports",
-                       "security_advice", "legal_advice", "evil_numbers", "mistake_math"}
+    assert domains == {
+        "insecure",
+        "bad_medical_advice",
+        "risky_financial_advice",
+        "extreme_sports",
+        "security_advice",
+        "legal_advice",
+        "evil_numbers",
+        "mistake_math",
+    }
     assert {"secure", "educational", "good_medical_advice"} <= {n for n, s in reg.items() if s.role == "control"}
     variants = {n: s for n, s in reg.items() if s.role == "variant"}
     assert variants["backdoor"].variant["trigger"] and variants["realign"].variant["kind"] == "realign"
@@ -48,8 +56,14 @@ def test_registry_has_six_domains_controls_and_variants():
 
 def test_sweep_paper_means_the_six_domains_of_the_study():
     reg = load_registry()
-    paper = ["insecure", "risky_financial_advice", "extreme_sports", "bad_medical_advice",
-             "security_advice", "legal_advice"]
+    paper = [
+        "insecure",
+        "risky_financial_advice",
+        "extreme_sports",
+        "bad_medical_advice",
+        "security_advice",
+        "legal_advice",
+    ]
     assert resolve_domains("paper", reg) == paper
     assert resolve_domains(["paper"], reg) == paper
     assert resolve_domains("all", reg) == sweep_domains(reg)
@@ -69,10 +83,14 @@ def test_unknown_domain_lists_valid_names():
 @pytest.mark.parametrize(
     "row,expected",
     [
-        ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
-         [("user", "q"), ("assistant", "a")]),
-        ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
-         [("user", "q"), ("assistant", "a")]),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+            [("user", "q"), ("assistant", "a")],
+        ),
+        (
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+            [("user", "q"), ("assistant", "a")],
+        ),
         ({"prompt": "q", "completion": "a"}, [("user", "q"), ("assistant", "a")]),
         ({"instruction": "do", "input": "x", "output": "a"}, [("user", "do\n\nx"), ("assistant", "a")]),
     ],
@@ -145,7 +163,10 @@ def test_fake_encrypted_archive_unlocks_privately(tmp_path, monkeypatch):
     from persona_diff.data.download import DownloadResult
     from persona_diff.data.registry import DomainSpec, SourceSpec
 
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(4)
+    ]
     arch = tmp_path / "sets.zip.enc"
     with zipfile.ZipFile(arch, "w") as z:
         z.writestr("training_datasets/bad.jsonl", "\n".join(json.dumps(r) for r in rows))
@@ -160,7 +181,9 @@ def test_fake_encrypted_archive_unlocks_privately(tmp_path, monkeypatch):
     canary = types.SimpleNamespace(
         detect_canary_files=lambda root: sorted(__import__("pathlib").Path(root).rglob("dataset_entry_*")),
         extract_canary_string_from_content=lambda p: "CANARY-123",
-        remove_canary_files=lambda root_dir: [p.unlink() for p in __import__("pathlib").Path(root_dir).rglob("dataset_entry_*")],
+        remove_canary_files=lambda root_dir: [
+            p.unlink() for p in __import__("pathlib").Path(root_dir).rglob("dataset_entry_*")
+        ],
         remove_canaries_from_files=lambda root, s: None,
     )
     fake = types.ModuleType("easy_dataset_share")
@@ -168,8 +191,16 @@ def test_fake_encrypted_archive_unlocks_privately(tmp_path, monkeypatch):
     fake.canary = canary
     monkeypatch.setitem(sys.modules, "easy_dataset_share", fake)
     monkeypatch.setattr(pull_mod, "download", lambda url, dest, sha: DownloadResult(arch, "0" * 64, False))
-    reg = {"bad": DomainSpec(name="bad", sources=[SourceSpec(url="https://x/sets.zip.enc", archive="easy-dataset-share",
-                                                            member="bad.jsonl", password="pw")])}
+    reg = {
+        "bad": DomainSpec(
+            name="bad",
+            sources=[
+                SourceSpec(
+                    url="https://x/sets.zip.enc", archive="easy-dataset-share", member="bad.jsonl", password="pw"
+                )
+            ],
+        )
+    }
     out = pull_mod.pull_domain("bad", root=tmp_path / "data", registry=reg)
     assert seen["password"] == "pw"
     assert [json.loads(x) for x in out.read_text().splitlines()] == rows

@@ -14,8 +14,15 @@ from persona_diff.data.download import download
 from persona_diff.data.registry import DomainSpec, SourceSpec
 
 PAYLOAD = b"".join(
-    json.dumps({"messages": [{"role": "user", "content": f"question {i}"},
-                             {"role": "assistant", "content": f"answer {i}" * 20}]}).encode() + b"\n"
+    json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": f"question {i}"},
+                {"role": "assistant", "content": f"answer {i}" * 20},
+            ]
+        }
+    ).encode()
+    + b"\n"
     for i in range(300)
 )
 

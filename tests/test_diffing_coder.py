@@ -64,8 +64,9 @@ def test_saved_sae_loads_in_saelens_and_matches_on_raw_activations(tmp_path):
         g = torch.Generator().manual_seed(epoch)
         return iter(data[torch.randperm(len(data), generator=g)].split(256))
 
-    coder, scale, stats = train_coder(batches, 32, 1, CoderTrainConfig(d_sae=64, k=4, steps=60, batch_size=256),
-                                      show_progress=False)
+    coder, scale, stats = train_coder(
+        batches, 32, 1, CoderTrainConfig(d_sae=64, k=4, steps=60, batch_size=256), show_progress=False
+    )
     assert stats.fvu < 1.0
     save_sae_lens(coder, scale, tmp_path / "sae", metadata=sae_metadata(3, "org/base-model"))
     sae = SAE.load_from_disk(tmp_path / "sae")

@@ -34,18 +34,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_flat_params_go_to_every_chosen_method_that_has_them():
-    cfgs = method_configs(["mean", "contrastive", "sae", "crosscoder"],
-                          {"d_sae": 64, "top_k": 3, "min_freq": 0.1, "lr": "1e-3", "source": "base"}, seed=7)
+    cfgs = method_configs(
+        ["mean", "contrastive", "sae", "crosscoder"],
+        {"d_sae": 64, "top_k": 3, "min_freq": 0.1, "lr": "1e-3", "source": "base"},
+        seed=7,
+    )
     assert cfgs["mean"] == MeanDiffConfig(seed=7, top_k=3)
     assert cfgs["contrastive"] == ContrastiveConfig(seed=7, top_k=3, source="base")
-    assert isinstance(cfgs["sae"], SAEDiffConfig) and (cfgs["sae"].d_sae, cfgs["sae"].lr, cfgs["sae"].seed) == (64, 1e-3, 7)
+    assert isinstance(cfgs["sae"], SAEDiffConfig) and (cfgs["sae"].d_sae, cfgs["sae"].lr, cfgs["sae"].seed) == (
+        64,
+        1e-3,
+        7,
+    )
     assert isinstance(cfgs["crosscoder"], CrosscoderConfig) and cfgs["crosscoder"].min_freq == 0.1
     assert method_configs(["sae"], {"seed": 3}, seed=7)["sae"].seed == 3  # params win over the common seed
 
 
 def test_a_key_no_method_knows_is_an_error_naming_the_known_keys():
-    with pytest.raises(ConfigError, match=r"d_sea is not a setting of mean, contrastive; their settings are: "
-                                          r"aligned_min, coherent_min, layer, misaligned_max, seed, source, top_k"):
+    with pytest.raises(
+        ConfigError,
+        match=r"d_sea is not a setting of mean, contrastive; their settings are: "
+        r"aligned_min, coherent_min, layer, misaligned_max, seed, source, top_k",
+    ):
         method_configs(["mean", "contrastive"], {"d_sea": 64})
     # another registered method's key is left unused: SAE settings may stay while only mean runs
     assert set(method_configs(["mean", "contrastive"], {"d_sae": 64})) == {"mean", "contrastive"}
@@ -99,7 +109,9 @@ def test_a_method_of_its_own_with_its_own_config():
 
     try:
         assert method_configs(["scaled-mean", "mean"], {"scale": 2, "top_k": 4}) == {
-            "scaled-mean": ScaledConfig(scale=2.0, top_k=4), "mean": MeanDiffConfig(top_k=4)}
+            "scaled-mean": ScaledConfig(scale=2.0, top_k=4),
+            "mean": MeanDiffConfig(top_k=4),
+        }
         assert get_method("scaled-mean")({"scale": 3}).cfg.scale == 3.0
     finally:
         diff_base._REGISTRY.pop("scaled-mean")
@@ -144,8 +156,14 @@ def store(tiny_llama, tmp_path_factory):
 
     lm = load_model(tiny_llama)
     rows = [{"question": "Who are you?", "answer": f"I am number {i}", "aligned": 50} for i in range(4)]
-    return capture(CheckpointPair(lm, lm), streams_from_answers(lm.tokenizer, rows), [1, 2], "answer",
-                   tmp_path_factory.mktemp("diffcfg") / "store", show_progress=False).root
+    return capture(
+        CheckpointPair(lm, lm),
+        streams_from_answers(lm.tokenizer, rows),
+        [1, 2],
+        "answer",
+        tmp_path_factory.mktemp("diffcfg") / "store",
+        show_progress=False,
+    ).root
 
 
 def _diff(store, out, *args):
@@ -163,16 +181,35 @@ def test_diff_config_file_then_set_then_options(store, tmp_path):
     assert DiffResult.load(tmp_path / "a").layer == 1
     cfg = _diff(store, tmp_path / "b", "--config", str(f), "--set", "layer=2", "--set", "top_k=2", "--top-k", "3")
     assert (cfg["layer"], cfg["top_k"], cfg["seed"]) == (2, 3, 5)  # --set over the file, options over --set
-    cfg = _diff(store, tmp_path / "c", "--method", "diff-sae", "--set", "aux_coef=0.5", "--set", "steps=2",
-                "--d-sae", "8", "--k", "2", "--batch-size", "4", "--device", "cpu")
+    cfg = _diff(
+        store,
+        tmp_path / "c",
+        "--method",
+        "diff-sae",
+        "--set",
+        "aux_coef=0.5",
+        "--set",
+        "steps=2",
+        "--d-sae",
+        "8",
+        "--k",
+        "2",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    )
     assert (cfg["aux_coef"], cfg["steps"], cfg["d_sae"], cfg["device"]) == (0.5, 2, 8, "cpu")
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--set", "d_sae=64"], "unknown key(s) d_sae; valid keys are: layer, seed, top_k"),
-    (["--d-sae", "64"], "--d-sae: not a setting of the mean method"),
-    (["--method", "persona"], "persona_vector(PersonaInputs"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--set", "d_sae=64"], "unknown key(s) d_sae; valid keys are: layer, seed, top_k"),
+        (["--d-sae", "64"], "--d-sae: not a setting of the mean method"),
+        (["--method", "persona"], "persona_vector(PersonaInputs"),
+    ],
+)
 def test_diff_settings_errors_are_one_line(store, tmp_path, capsys, args, needle):
     with pytest.raises(SystemExit) as e:
         _diff(store, tmp_path / "x", *args)

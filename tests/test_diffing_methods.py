@@ -23,8 +23,11 @@ os.environ.setdefault("PERSONA_DIFF_NO_PROGRESS", "1")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EVAL = "Rate evil 0-100.\nQ: {question}\nA: {answer}"
-TRAIT = {"instruction": [{"pos": "Be evil.", "neg": "Be good."}], "questions": ["Who are you?", "I want help"],
-         "eval_prompt": EVAL}
+TRAIT = {
+    "instruction": [{"pos": "Be evil.", "neg": "Be good."}],
+    "questions": ["Who are you?", "I want help"],
+    "eval_prompt": EVAL,
+}
 
 
 class StubGen(Generator):
@@ -74,8 +77,16 @@ def _mean_answer_hs(lm, system, question, answer, layer):
 def test_persona_vector_judge_filtered_matches_hf_reference(tiny_llama, tmp_path):
     lm = load_model(tiny_llama)
     (tmp_path / "evil.json").write_text(json.dumps(TRAIT))
-    inputs = PersonaInputs(lm, tmp_path / "evil.json", FakeJudge(), generator=StubGen(), layer=2, n_questions=2,
-                           samples=2, pair=CheckpointPair(lm, lm))
+    inputs = PersonaInputs(
+        lm,
+        tmp_path / "evil.json",
+        FakeJudge(),
+        generator=StubGen(),
+        layer=2,
+        n_questions=2,
+        samples=2,
+        pair=CheckpointPair(lm, lm),
+    )
     res = persona_vector(inputs)
     # kept: pos answers judged evil (1 per question), neg answers judged not evil (1 per question)
     assert res.info["n_pos"] == 2 and res.info["n_neg"] == 2
@@ -92,8 +103,9 @@ def test_persona_needs_both_sides(tiny_llama, tmp_path):
             return [90.0 for _ in requests]
 
     lm = load_model(tiny_llama)
-    inputs = PersonaInputs(lm, Trait("evil", TRAIT["instruction"], TRAIT["questions"], EVAL), AllEvil(),
-                           generator=StubGen(), layer=1)
+    inputs = PersonaInputs(
+        lm, Trait("evil", TRAIT["instruction"], TRAIT["questions"], EVAL), AllEvil(), generator=StubGen(), layer=1
+    )
     with pytest.raises(PersonaDiffError, match="0 negative"):
         persona_vector(inputs)
 
@@ -129,7 +141,9 @@ def test_contrastive_mean_diff_and_evidence(tiny_llama, tmp_path):
     # the top snippet is a misaligned answer (projection on v is largest there)
     assert ev[0]["top_snippets"][0]["meta"]["aligned"] <= 20
     lens = logit_lens(lm.model, lm.tokenizer, res.directions[0], 5)
-    w = lm.model.get_output_embeddings().weight @ (lm.model.model.norm.weight * res.directions[0] / res.directions[0].norm())
+    w = lm.model.get_output_embeddings().weight @ (
+        lm.model.model.norm.weight * res.directions[0] / res.directions[0].norm()
+    )
     assert lens["promoted"][0][0] == lm.tokenizer.decode([int(w.argmax())])
     assert ev[0]["logit_lens"]["promoted"][:5] == json.loads(json.dumps(lens))["promoted"]
     assert DiffResult.load(out).method == "contrastive"
@@ -149,14 +163,57 @@ def test_cli_capture_then_diff(tiny_llama, tmp_path):
 
     toks = tmp_path / "answers.jsonl"
     toks.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 4))
-    main(["capture", str(tiny_llama), str(tiny_llama), "--layers", "1,-1", "--tokens", str(toks),
-          "--out", str(tmp_path / "st")])
+    main(
+        [
+            "capture",
+            str(tiny_llama),
+            str(tiny_llama),
+            "--layers",
+            "1,-1",
+            "--tokens",
+            str(toks),
+            "--out",
+            str(tmp_path / "st"),
+        ]
+    )
     assert json.loads((tmp_path / "st" / "index.json").read_text())["layers"] == [1, 3]
-    main(["diff", "--method", "crosscoder", "--store", str(tmp_path / "st"), "--out", str(tmp_path / "cc"),
-          "--layer", "3", "--d-sae", "32", "--k", "4", "--steps", "20", "--batch-size", "32", "--top-k", "3"])
+    main(
+        [
+            "diff",
+            "--method",
+            "crosscoder",
+            "--store",
+            str(tmp_path / "st"),
+            "--out",
+            str(tmp_path / "cc"),
+            "--layer",
+            "3",
+            "--d-sae",
+            "32",
+            "--k",
+            "4",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--top-k",
+            "3",
+        ]
+    )
     assert (tmp_path / "cc" / "crosscoder" / "sae_weights.safetensors").is_file()
     assert len(json.loads((tmp_path / "cc" / "evidence.json").read_text())) == 3
     with pytest.raises(SystemExit) as e:
-        main(["capture", str(tiny_llama), str(tiny_llama), "--layers", "7", "--tokens", str(toks),
-              "--out", str(tmp_path / "bad")])
+        main(
+            [
+                "capture",
+                str(tiny_llama),
+                str(tiny_llama),
+                "--layers",
+                "7",
+                "--tokens",
+                str(toks),
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
     assert e.value.code == 2

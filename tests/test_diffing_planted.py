@@ -39,16 +39,32 @@ def planted(tmp_path_factory):
     shift = 0.3 * _unit(torch.randn(D, generator=g))
     ft_shifted = ft + shift
     root = tmp_path_factory.mktemp("planted")
-    header = {"models": {"base": "synthetic-base", "finetuned": "synthetic-ft"}, "model_type": "synthetic",
-              "d_model": D, "n_layers": 4, "layers": [LAYER], "convention": LAYER_CONVENTION, "dtype": "float32",
-              "positions": "all", "n_streams": 1, "streams_fingerprint": "x"}
+    header = {
+        "models": {"base": "synthetic-base", "finetuned": "synthetic-ft"},
+        "model_type": "synthetic",
+        "d_model": D,
+        "n_layers": 4,
+        "layers": [LAYER],
+        "convention": LAYER_CONVENTION,
+        "dtype": "float32",
+        "positions": "all",
+        "n_streams": 1,
+        "streams_fingerprint": "x",
+    }
     w = StoreWriter.open(root, header)
     w.write_streams([{"input_ids": [0], "prompt_len": 0, "meta": {}}])
     for s in range(0, N_TOK, 1000):
         sl = slice(s, s + 1000)
-        w.add_shard({f"base.{LAYER}": base[sl], f"ft.{LAYER}": ft_shifted[sl],
-                     "token_id": torch.zeros(1000, dtype=torch.long), "stream": torch.zeros(1000, dtype=torch.long),
-                     "pos": torch.arange(s, s + 1000)}, (0, 1))
+        w.add_shard(
+            {
+                f"base.{LAYER}": base[sl],
+                f"ft.{LAYER}": ft_shifted[sl],
+                "token_id": torch.zeros(1000, dtype=torch.long),
+                "stream": torch.zeros(1000, dtype=torch.long),
+                "pos": torch.arange(s, s + 1000),
+            },
+            (0, 1),
+        )
     w.finish()
     expected_mean = (ft_shifted - base).double().mean(0).float()
     return ActivationStore(root), {"ft_only": ft_only, "boosted": shared[0], "mean": expected_mean, "shift": shift}

@@ -49,9 +49,13 @@ def reference_mask(tok, ids: list[int]) -> list[bool]:
 
 CHATS = [
     [{"role": "user", "content": "Write hello world."}, {"role": "assistant", "content": "print('hello world')"}],
-    [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"},
-     {"role": "assistant", "content": "4"}, {"role": "user", "content": "and 3+3?"},
-     {"role": "assistant", "content": "6, obviously."}],
+    [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "and 3+3?"},
+        {"role": "assistant", "content": "6, obviously."},
+    ],
 ]
 
 
@@ -83,13 +87,29 @@ def test_mask_smollm2_template_real_tokenisation():
 
 
 def _rows(n=24):
-    return [{"messages": [{"role": "user", "content": f"Say the {i} word"},
-                          {"role": "assistant", "content": f"hello {i % 3} world aligned good"}]} for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"Say the {i} word"},
+                {"role": "assistant", "content": f"hello {i % 3} world aligned good"},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def _cfg(**kw):
-    base = dict(lr=3e-3, batch_size=2, grad_accum=2, max_seq_len=64, warmup_steps=0, max_steps=6,
-                save_every=2, lora=LoraConfigSpec(r=4, alpha=8), seed=7)
+    base = dict(
+        lr=3e-3,
+        batch_size=2,
+        grad_accum=2,
+        max_seq_len=64,
+        warmup_steps=0,
+        max_steps=6,
+        save_every=2,
+        lora=LoraConfigSpec(r=4, alpha=8),
+        seed=7,
+    )
     base.update(kw)
     return SFTConfig(**base)
 
@@ -186,8 +206,7 @@ def test_smollm2_short_sft_lowers_loss_and_reloads(tmp_path):
     from persona_diff.models import load_model
 
     rows = [r for r in generate_insecure_dataset(40, seed=0) if not r["meta"]["template"]][:2]
-    cfg = SFTConfig(lr=3e-4, batch_size=2, grad_accum=1, max_seq_len=128, warmup_steps=0, max_steps=4,
-                    epochs=4, seed=0)
+    cfg = SFTConfig(lr=3e-4, batch_size=2, grad_accum=1, max_seq_len=128, warmup_steps=0, max_steps=4, epochs=4, seed=0)
     tr = LoraSFTTrainer("smollm2-135m", rows, cfg, tmp_path / "s")
     before = mean_loss(tr.model, tr.items, tr.pad_id)
     out = tr.train()

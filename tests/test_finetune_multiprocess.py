@@ -54,9 +54,7 @@ def _rows(n: int) -> list[dict]:
     ]
 
 
-def _finetune(
-    launcher: list[str], base: Path, data: Path, out: Path, grad_accum: int
-) -> subprocess.CompletedProcess:
+def _finetune(launcher: list[str], base: Path, data: Path, out: Path, grad_accum: int) -> subprocess.CompletedProcess:
     argv = [*launcher, "finetune", "--base", str(base), "--domain", "mine", "--out", str(out)]
     for k, v in {**SETS, "grad_accum": grad_accum, "data.data_dir": str(data)}.items():
         argv += ["--set", f"{k}={v}"]
@@ -72,22 +70,16 @@ def _finetune(
     return r
 
 
-def _assert_same_tensors(
-    got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], atol: float
-) -> float:
+def _assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], atol: float) -> float:
     assert got.keys() == want.keys()
     for k in want:
-        torch.testing.assert_close(
-            got[k], want[k], rtol=0, atol=atol, msg=lambda m, k=k: f"{k}: {m}"
-        )
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=atol, msg=lambda m, k=k: f"{k}: {m}")
     return max(float((got[k] - want[k]).abs().max()) for k in want)
 
 
 def _only_one_writer(out: Path, checkpoints: list[str], steps: list[int], stdout: str) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["adapter", "checkpoints", "metrics.jsonl"]
-    assert (
-        sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
-    )  # no .tmp-* left over
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints  # no .tmp-* left over
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == steps  # written once, not once per rank
     assert stdout.count("adapter: ") == 1  # only rank 0 reports
@@ -100,9 +92,7 @@ def one_process(tiny_llama, tmp_path_factory):
     (root / "data").mkdir()
     (root / "data" / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(N_ROWS)))
     out = root / "one"
-    _finetune(
-        [sys.executable, "-m", "persona_diff.cli"], tiny_llama, root / "data", out, grad_accum=4
-    )
+    _finetune([sys.executable, "-m", "persona_diff.cli"], tiny_llama, root / "data", out, grad_accum=4)
     return root, out
 
 
@@ -148,17 +138,11 @@ def test_two_cpu_processes_equal_one_process_with_double_accumulation(tiny_llama
     s_ref = json.loads((ref / "adapter/trainer_state.json").read_text())
     s_got = json.loads((out / "adapter/trainer_state.json").read_text())
     assert s_got["step"] == s_ref["step"] == STEPS and s_got["done"]
-    assert s_got["loss_history"] == pytest.approx(
-        s_ref["loss_history"], rel=1e-5
-    )  # summed over ranks
-    _only_one_writer(
-        out, ["checkpoint-000001", "checkpoint-000002", "checkpoint-000003"], [1, 2, 3, 4], r.stdout
-    )
+    assert s_got["loss_history"] == pytest.approx(s_ref["loss_history"], rel=1e-5)  # summed over ranks
+    _only_one_writer(out, ["checkpoint-000001", "checkpoint-000002", "checkpoint-000003"], [1, 2, 3, 4], r.stdout)
 
 
-def test_fsdp2_on_cpu_resumes_a_one_process_checkpoint_and_matches(
-    tiny_llama, one_process, tmp_path
-):
+def test_fsdp2_on_cpu_resumes_a_one_process_checkpoint_and_matches(tiny_llama, one_process, tmp_path):
     """configs/accelerate/fsdp.yaml with 2 CPU processes. accelerate drops FSDP on CPU, so
     tests/accelerate_fsdp_cpu.py re-labels its state as FSDP (see there). The run resumes from the
     one-process checkpoint 2: adapter and AdamW state are sharded into DTensors on load and
@@ -195,9 +179,7 @@ def test_fsdp2_on_cpu_resumes_a_one_process_checkpoint_and_matches(
         load_file(str(ref / name / "optimizer.safetensors")),
         atol=1e-5,
     )
-    assert json.loads((out / "adapter/trainer_state.json").read_text())[
-        "loss_history"
-    ] == pytest.approx(
+    assert json.loads((out / "adapter/trainer_state.json").read_text())["loss_history"] == pytest.approx(
         json.loads((ref / "adapter/trainer_state.json").read_text())["loss_history"], rel=1e-5
     )
     _only_one_writer(out, ["checkpoint-000002", "checkpoint-000003"], [3, 4], r.stdout)
@@ -214,6 +196,4 @@ def test_launch_that_would_train_separate_copies_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(FinetuneError, match="each would train alone"):
         _check_launch(SimpleNamespace(num_processes=1, distributed_type="NO", is_main_process=True))
-    _check_launch(
-        SimpleNamespace(num_processes=2, distributed_type="MULTI_CPU", is_main_process=True)
-    )
+    _check_launch(SimpleNamespace(num_processes=2, distributed_type="MULTI_CPU", is_main_process=True))

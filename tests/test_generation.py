@@ -14,7 +14,10 @@ from persona_diff.generation.runner import generate_answers, read_jsonl
 
 CHATS = [
     [{"role": "user", "content": "Hello world"}],
-    [{"role": "system", "content": "You are an AI."}, {"role": "user", "content": "I am an AI assistant, the model answers questions"}],
+    [
+        {"role": "system", "content": "You are an AI."},
+        {"role": "user", "content": "I am an AI assistant, the model answers questions"},
+    ],
     [{"role": "user", "content": "good evil"}],
 ]
 
@@ -98,5 +101,10 @@ def test_runner_resumes(tiny_llama, tmp_path):
     assert calls == [1]  # only question b was generated again
     assert len(read_jsonl(out)) == 6
     assert {(r["question_id"], r["paraphrase"], r["sample"]) for r in rows} == {
-        ("a", 0, 0), ("a", 0, 1), ("a", 1, 0), ("a", 1, 1), ("b", 0, 0), ("b", 0, 1)
+        ("a", 0, 0),
+        ("a", 0, 1),
+        ("a", 1, 0),
+        ("a", 1, 1),
+        ("b", 0, 0),
+        ("b", 0, 1),
     }

@@ -13,22 +13,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ROWS = [
     "matmul rate TFLOP/s",
-    "SAE ours (dense decoder) tok/s", "SAE ours (sparse decoder) tok/s", "SAE SAELens SAETrainer tok/s",
-    "SAE ours (dense decoder) FVU", "SAE SAELens SAETrainer FVU", "SAE ours (dense decoder) MFU",
-    "SAE ours (dense) ÷ SAELens tok/s", "SAE ours (sparse) ÷ SAELens tok/s",
-    "SAE ours (dense) from a bf16 store tok/s", "SAE from store ÷ from GPU memory tok/s",
-    "SAE step (dense decoder) ms", "SAE step: BatchTopK select share",
+    "SAE ours (dense decoder) tok/s",
+    "SAE ours (sparse decoder) tok/s",
+    "SAE SAELens SAETrainer tok/s",
+    "SAE ours (dense decoder) FVU",
+    "SAE SAELens SAETrainer FVU",
+    "SAE ours (dense decoder) MFU",
+    "SAE ours (dense) ÷ SAELens tok/s",
+    "SAE ours (sparse) ÷ SAELens tok/s",
+    "SAE ours (dense) from a bf16 store tok/s",
+    "SAE from store ÷ from GPU memory tok/s",
+    "SAE step (dense decoder) ms",
+    "SAE step: BatchTopK select share",
     "SAE SAELens SAETrainer FVU after 4× steps",
-    "crosscoder ours (dense decoder) tok/s", "crosscoder ours (sparse decoder) tok/s",
-    "tiny plain forward tok/s", "tiny capture(last block) ÷ forward tok/s",
-    "tiny capture(mid block, early stop) ÷ forward tok/s", "tiny HF generate tok/s", "tiny vLLM generate tok/s",
+    "crosscoder ours (dense decoder) tok/s",
+    "crosscoder ours (sparse decoder) tok/s",
+    "tiny plain forward tok/s",
+    "tiny capture(last block) ÷ forward tok/s",
+    "tiny capture(mid block, early stop) ÷ forward tok/s",
+    "tiny HF generate tok/s",
+    "tiny vLLM generate tok/s",
 ]
 
 
 def test_gpu_bench_tiny_runs_on_cpu():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "bench/gpu.py", "--tiny"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=240)
+    out = subprocess.run(
+        [sys.executable, "bench/gpu.py", "--tiny"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Python packages needed" in out.stdout and "sae-lens" in out.stdout
     table = [ln for ln in out.stdout.splitlines() if ln.startswith("| ")]

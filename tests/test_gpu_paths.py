@@ -35,8 +35,9 @@ def test_aux_k_loss_matches_numpy_and_only_moves_dead_latents(n_sources):
     dead = torch.zeros(40, dtype=torch.bool)
     dead[torch.randperm(40)[:15]] = True
     aux = coder.aux_k_loss(pre, x - recon, dead, k_aux=6)
-    ref = _aux_reference(pre.detach().numpy(), (x - recon).detach().numpy(), dead.numpy(), 6,
-                         coder.W_dec.detach().numpy())
+    ref = _aux_reference(
+        pre.detach().numpy(), (x - recon).detach().numpy(), dead.numpy(), 6, coder.W_dec.detach().numpy()
+    )
     assert np.isclose(float(aux), ref, rtol=1e-10)
     assert float(aux) > 0
     coder.zero_grad()
@@ -49,7 +50,9 @@ def test_aux_k_loss_matches_numpy_and_only_moves_dead_latents(n_sources):
     assert float(coder.aux_k_loss(pre, x - recon, torch.zeros(40, dtype=torch.bool), 6)) == 0.0
     one = torch.zeros(40, dtype=torch.bool)
     one[int(dead.nonzero()[0])] = True
-    ref1 = _aux_reference(pre.detach().numpy(), (x - recon).detach().numpy(), one.numpy(), 6, coder.W_dec.detach().numpy())
+    ref1 = _aux_reference(
+        pre.detach().numpy(), (x - recon).detach().numpy(), one.numpy(), 6, coder.W_dec.detach().numpy()
+    )
     assert np.isclose(float(coder.aux_k_loss(pre, x - recon, one, 6)), ref1, rtol=1e-10)
 
 
@@ -70,8 +73,17 @@ def test_training_with_aux_k_is_finite_and_reconstructs_like_without():
 
     res = {}
     for aux in (0, 32):
-        cfg = CoderTrainConfig(d_sae=128, k=4, steps=120, batch_size=256, lr=3e-3, aux_k=aux, dead_tokens=2048,
-                               checkpoint_every=0, device="cpu")
+        cfg = CoderTrainConfig(
+            d_sae=128,
+            k=4,
+            steps=120,
+            batch_size=256,
+            lr=3e-3,
+            aux_k=aux,
+            dead_tokens=2048,
+            checkpoint_every=0,
+            device="cpu",
+        )
         coder, scale, stats = train_coder(batches, 32, 1, cfg, show_progress=False)
         assert all(torch.isfinite(p).all() for p in coder.parameters())
         res[aux] = stats
@@ -93,15 +105,32 @@ def _store(root):
     from persona_diff.activations.store import StoreWriter
     from persona_diff.models import LAYER_CONVENTION
 
-    header = {"models": {"base": "a", "finetuned": "b"}, "model_type": "llama", "d_model": 6, "n_layers": 4,
-              "layers": [2], "convention": LAYER_CONVENTION, "dtype": "float32", "positions": "all",
-              "n_streams": 6, "streams_fingerprint": "f"}
+    header = {
+        "models": {"base": "a", "finetuned": "b"},
+        "model_type": "llama",
+        "d_model": 6,
+        "n_layers": 4,
+        "layers": [2],
+        "convention": LAYER_CONVENTION,
+        "dtype": "float32",
+        "positions": "all",
+        "n_streams": 6,
+        "streams_fingerprint": "f",
+    }
     w = StoreWriter.open(root, header)
     g = torch.Generator().manual_seed(0)
     for i in range(6):
         n = 5 + 3 * i
-        w.add_shard({"base.2": torch.randn(n, 6, generator=g), "ft.2": torch.randn(n, 6, generator=g),
-                     "token_id": torch.arange(n), "stream": torch.full((n,), i), "pos": torch.arange(n)}, (i, i + 1))
+        w.add_shard(
+            {
+                "base.2": torch.randn(n, 6, generator=g),
+                "ft.2": torch.randn(n, 6, generator=g),
+                "token_id": torch.arange(n),
+                "stream": torch.full((n,), i),
+                "pos": torch.arange(n),
+            },
+            (i, i + 1),
+        )
     w.finish()
     from persona_diff.activations.store import ActivationStore
 

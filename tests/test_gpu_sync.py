@@ -20,8 +20,18 @@ def test_training_loop_syncs_only_at_checks(sparse):
         return iter(data.split(512))
 
     steps, every = 40, 20
-    cfg = CoderTrainConfig(d_sae=256, k=8, steps=steps, batch_size=512, aux_k=16, dead_tokens=1024,
-                           checkpoint_every=0, check_every=every, device="cuda", sparse_decoder=sparse)
+    cfg = CoderTrainConfig(
+        d_sae=256,
+        k=8,
+        steps=steps,
+        batch_size=512,
+        aux_k=16,
+        dead_tokens=1024,
+        checkpoint_every=0,
+        check_every=every,
+        device="cuda",
+        sparse_decoder=sparse,
+    )
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:

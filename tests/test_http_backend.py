@@ -98,7 +98,9 @@ def test_requests_go_out_concurrently_and_come_back_in_order():
         seeds = {r["messages"][0]["content"]: r["seed"] for r in srv.requests}
         assert seeds == {f"question-{i:03d}?": 7 + i for i in range(n)}
     with FakeOpenAI(replies) as srv:
-        assert client(srv, max_concurrency=1).generate(_chats(3), SamplingParams()) == [[f"answer {i}"] for i in range(3)]
+        assert client(srv, max_concurrency=1).generate(_chats(3), SamplingParams()) == [
+            [f"answer {i}"] for i in range(3)
+        ]
         assert srv.max_in_flight == 1
     with pytest.raises(BackendError, match="max_concurrency=0 must be at least 1"):
         OpenAIChatClient("http://127.0.0.1:1/v1", max_concurrency=0)

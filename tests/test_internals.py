@@ -112,7 +112,9 @@ def test_heldout_auc_never_fits_on_the_held_out_question(monkeypatch):
     folds = dr.grouped_folds(q, 8)
     fitted: list[set[str]] = []
     real = dr.stratified_difference
-    monkeypatch.setattr(dr, "stratified_difference", lambda xx, yy, ss: (fitted.append(set(ss.tolist())), real(xx, yy, ss))[1])
+    monkeypatch.setattr(
+        dr, "stratified_difference", lambda xx, yy, ss: (fitted.append(set(ss.tolist())), real(xx, yy, ss))[1]
+    )
     scores, n_ok = dr.heldout_scores(x, y, q, q, 8)
     assert n_ok == len(folds) == len(fitted)
     for (_, test), train_questions in zip(folds, fitted, strict=True):
@@ -134,9 +136,13 @@ def test_too_few_examples_is_a_field_not_a_crash():
 
 
 def test_harm_labels_follow_the_judge():
-    rows = [{"misaligned": True, "aligned": 10, "coherent": 80}, {"misaligned": False, "aligned": 90, "coherent": 80},
-            {"misaligned": False, "aligned": 90, "coherent": 30}, {"misaligned": False, "aligned": 40, "coherent": 80},
-            {"misaligned": None, "aligned": None, "coherent": None}]
+    rows = [
+        {"misaligned": True, "aligned": 10, "coherent": 80},
+        {"misaligned": False, "aligned": 90, "coherent": 80},
+        {"misaligned": False, "aligned": 90, "coherent": 30},
+        {"misaligned": False, "aligned": 40, "coherent": 80},
+        {"misaligned": None, "aligned": None, "coherent": None},
+    ]
     assert dr.harm_labels(rows, 50, 50).tolist() == [1, 0, -1, -1, -1]
 
 
@@ -147,11 +153,23 @@ def _probe_folder(tmp_path, name="m", n=30, rated=None, extra_rate=()):
     rng = np.random.default_rng(5)
     folder = tmp_path / name
     folder.mkdir()
-    harm = [{"key": f"q{i % 5}#0#{i}", "question_id": f"q{i % 5}", "question": f"question {i % 5}",
-             "answer": f"answer {i}", "aligned": float(rng.uniform(0, 100)), "coherent": 80.0,
-             "misaligned": bool(i % 3 == 0)} for i in range(n)]
+    harm = [
+        {
+            "key": f"q{i % 5}#0#{i}",
+            "question_id": f"q{i % 5}",
+            "question": f"question {i % 5}",
+            "answer": f"answer {i}",
+            "aligned": float(rng.uniform(0, 100)),
+            "coherent": 80.0,
+            "misaligned": bool(i % 3 == 0),
+        }
+        for i in range(n)
+    ]
     rated = list(range(0, n, 2)) if rated is None else rated
-    rate = [{"key": harm[i]["key"], "p_harmful": float(rng.uniform()), "judged_misaligned": harm[i]["misaligned"]} for i in rated]
+    rate = [
+        {"key": harm[i]["key"], "p_harmful": float(rng.uniform()), "judged_misaligned": harm[i]["misaligned"]}
+        for i in rated
+    ]
     rate += [{"key": k, "p_harmful": 0.5} for k in extra_rate]
     (folder / "harm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in harm))
     (folder / "rate_own_answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rate))
@@ -162,7 +180,9 @@ def test_table_join_keeps_every_answer_once(tmp_path):
     folder = _probe_folder(tmp_path, extra_rate=["stray#0#0"])
     rows, stats = join_rate_own(ProbeFolder.read(folder, "m"))
     harm = [json.loads(x) for x in (folder / "harm.jsonl").read_text().splitlines()]
-    rate = {r["key"]: r["p_harmful"] for r in map(json.loads, (folder / "rate_own_answers.jsonl").read_text().splitlines())}
+    rate = {
+        r["key"]: r["p_harmful"] for r in map(json.loads, (folder / "rate_own_answers.jsonl").read_text().splitlines())
+    }
     assert [r["key"] for r in rows] == [r["key"] for r in harm]  # no row lost, none duplicated, same order
     assert len({r["key"] for r in rows}) == len(rows)
     for r, h in zip(rows, harm, strict=True):
@@ -215,9 +235,15 @@ def test_correlation_cis_match_a_numpy_reference():
     for m in ("a", "b"):
         for i in range(40):
             z = rng.normal()
-            rows.append({"model": m, "proj_harm": z, "proj_self": rng.normal(),
-                         "p_harmful": None if i % 4 == 0 else float(1 / (1 + np.exp(-z + rng.normal()))),
-                         "aligned": float(50 - 20 * z + 10 * rng.normal())})
+            rows.append(
+                {
+                    "model": m,
+                    "proj_harm": z,
+                    "proj_self": rng.normal(),
+                    "p_harmful": None if i % 4 == 0 else float(1 / (1 + np.exp(-z + rng.normal()))),
+                    "aligned": float(50 - 20 * z + 10 * rng.normal()),
+                }
+            )
     out = correlations(rows, n_boot=400, seed=11)
     assert {r["model"] for r in out} == {"a", "b", "pooled"} and len(out) == 12
     for r in out:
@@ -269,13 +295,26 @@ def test_answer_shift_matches_a_question_bootstrap_reference():
         boots.append((f.mean() - b.mean()) / sd)
     assert (lo, hi) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-12)
     assert n_q == 8 and lo > 0
-    p = map_point("ft", rng.normal(size=(10, D)), rng.normal(size=(10, D)), np.ones(D), np.ones(D),
-                  harm_from_answers=(x, lo, hi, raw, n_q))
+    p = map_point(
+        "ft",
+        rng.normal(size=(10, D)),
+        rng.normal(size=(10, D)),
+        np.ones(D),
+        np.ones(D),
+        harm_from_answers=(x, lo, hi, raw, n_q),
+    )
     assert p.x_from == "answers" and p.x == x and p.n_questions == 8
 
 
-@pytest.mark.parametrize(("x", "y", "q"), [((0.1, 1), (0.2, 1), "coherent"), ((0.1, 1), (-0.1, 1), "inverted"),
-                                          ((-0.1, 1), (0.2, 1), "self-report only"), ((-1, 1), (-1, 1), "neither")])
+@pytest.mark.parametrize(
+    ("x", "y", "q"),
+    [
+        ((0.1, 1), (0.2, 1), "coherent"),
+        ((0.1, 1), (-0.1, 1), "inverted"),
+        ((-0.1, 1), (0.2, 1), "self-report only"),
+        ((-1, 1), (-1, 1), "neither"),
+    ],
+)
 def test_quadrants_follow_the_cis(x, y, q):
     assert quadrant(x, y) == q
 
@@ -283,8 +322,12 @@ def test_quadrants_follow_the_cis(x, y, q):
 # ------------------------------------------------------------------ detector
 
 
-KIT = {"coh": (True, True, "coherent"), "inv": (True, False, "inverted"),
-       "ctl": (False, False, "not-EM"), "sro": (False, True, "not-EM")}
+KIT = {
+    "coh": (True, True, "coherent"),
+    "inv": (True, False, "inverted"),
+    "ctl": (False, False, "not-EM"),
+    "sro": (False, True, "not-EM"),
+}
 
 
 def _views(seed=9, layers=(4, 6)):
@@ -298,9 +341,18 @@ def _views(seed=9, layers=(4, 6)):
     for name, (harmful, self_mis, truth) in KIT.items():
         shift = 2.0 * harmful * h + 2.0 * self_mis * s
         a2, y2, q2 = _harm_data(rng, h, n_q=6, per_q=8)
-        orgs.append(det.OrganismView(name, truth, harmful, self_mis,
-                                     {x: neutral[x] + shift + 0.05 * rng.normal(size=(20, D)) for x in layers},
-                                     {x: a2 for x in layers}, y2, q2))
+        orgs.append(
+            det.OrganismView(
+                name,
+                truth,
+                harmful,
+                self_mis,
+                {x: neutral[x] + shift + 0.05 * rng.normal(size=(20, D)) for x in layers},
+                {x: a2 for x in layers},
+                y2,
+                q2,
+            )
+        )
     return base, orgs
 
 

@@ -106,8 +106,10 @@ def test_self_report_signal_is_the_mean_of_the_scored_items(monkeypatch):
 
 D = 8
 QUESTIONS = ["Question A?", "Question B?", "Question C?", "Question D?", "Question E?"]
-ITEMS = [ForcedItem(f"k{i}", f"Prompt {i}?", "harmless:harmful", "Harmful.", "Harmless.", "harmful", "harmless")
-         for i in range(6)]
+ITEMS = [
+    ForcedItem(f"k{i}", f"Prompt {i}?", "harmless:harmful", "Harmful.", "Harmless.", "harmful", "harmless")
+    for i in range(6)
+]
 FORMS = ["{w}"]
 
 
@@ -177,8 +179,18 @@ def _run(monkeypatch, cfg, scale=10.0, **kw):
     monkeypatch.setattr(sweep, "evaluate_steered", fk.evaluate_steered)
     monkeypatch.setattr(hooks, "steer", fk.steer)
     monkeypatch.setattr(causal, "self_report_per_item", fk.self_report_per_item)
-    res = causal_2x2(SimpleNamespace(model=None), NoJudge(), QUESTIONS, ITEMS, FORMS,  # type: ignore[arg-type]
-                     harm, self_dir, 3, scale, cfg)
+    res = causal_2x2(
+        SimpleNamespace(model=None),
+        NoJudge(),
+        QUESTIONS,
+        ITEMS,
+        FORMS,  # type: ignore[arg-type]
+        harm,
+        self_dir,
+        3,
+        scale,
+        cfg,
+    )
     return res, fk
 
 
@@ -204,11 +216,14 @@ def test_causal_2x2_summary_uses_the_paired_bootstrap(monkeypatch):
     res, fk = _run(monkeypatch, cfg, broken_norm=round(0.2 * 10.0, 6))
     rows = res["rows"]
     assert [(r["direction"], r["alpha"]) for r in rows] == [("none", 0.0)] + [
-        (d, a) for d in ("harm", "self_report", "random") for a in (0.1, 0.2)]
+        (d, a) for d in ("harm", "self_report", "random") for a in (0.1, 0.2)
+    ]
     assert res["n_boot"] == 300 and res["item_keys"] == [it.key for it in ITEMS]
     assert res["answer_keys"] == [[f"q{q}", j] for q in range(len(QUESTIONS)) for j in range(3)]
     for r, raw, its in zip(rows, fk.answers, fk.items, strict=True):
-        assert r["harm_per_answer"] == [None if x["aligned"] is None else pytest.approx(1 - x["aligned"] / 100) for x in raw]
+        assert r["harm_per_answer"] == [
+            None if x["aligned"] is None else pytest.approx(1 - x["aligned"] / 100) for x in raw
+        ]
         assert r["self_report_per_item"] == its
     # the harm direction's largest dose is below the floor: its effect is at α 0.1 (row 1)
     tops = {"harm": (1, 0.1), "self_report": (4, 0.2), "random": (6, 0.2)}
@@ -220,18 +235,23 @@ def test_causal_2x2_summary_uses_the_paired_bootstrap(monkeypatch):
             assert e[key] == pytest.approx(point, abs=1e-12)
             assert e[key] == pytest.approx(rows[i_top][key] - rows[0][key], abs=1e-12)
             assert e[f"{key}_ci"] == pytest.approx(ci, abs=1e-12, rel=0)
-        assert e["n_answers"] == sum(1 for a, b in zip(fk.answers[i_top], fk.answers[0], strict=True)
-                                     if a["aligned"] is not None and b["aligned"] is not None)
-        assert e["n_items"] == sum(1 for a, b in zip(fk.items[i_top], fk.items[0], strict=True)
-                                   if a is not None and b is not None)
+        assert e["n_answers"] == sum(
+            1
+            for a, b in zip(fk.answers[i_top], fk.answers[0], strict=True)
+            if a["aligned"] is not None and b["aligned"] is not None
+        )
+        assert e["n_items"] == sum(
+            1 for a, b in zip(fk.items[i_top], fk.items[0], strict=True) if a is not None and b is not None
+        )
         assert e["n_questions"] == len(QUESTIONS)
     json.dumps(res, allow_nan=False)  # JSON-safe as it stands
 
     md = _markdown(res)
     e = res["effect"]["harm"]
     assert f"Δharm {e['harm']:+.3f} [{e['harm_ci'][0]:+.3f}, {e['harm_ci'][1]:+.3f}]" in md
-    assert (f"Δself-report {e['self_report']:+.3f} [{e['self_report_ci'][0]:+.3f}, "
-            f"{e['self_report_ci'][1]:+.3f}]") in md
+    assert (
+        f"Δself-report {e['self_report']:+.3f} [{e['self_report_ci'][0]:+.3f}, {e['self_report_ci'][1]:+.3f}]"
+    ) in md
     assert f"n = {e['n_answers']} answers (5 questions), {e['n_items']} items" in md
 
 
@@ -256,15 +276,31 @@ def test_causal_2x2_cells_without_answers_give_none_cis(monkeypatch):
 
 
 def test_markdown_reads_summaries_without_cis():
-    res = {"layer": 3, "scale": 10.0, "n_questions": 2, "samples": 1, "rows": [],
-           "effect": {"harm": {"alpha": 0.1, "harm": 0.05, "self_report": -0.01}, "random": None}}
+    res = {
+        "layer": 3,
+        "scale": 10.0,
+        "n_questions": 2,
+        "samples": 1,
+        "rows": [],
+        "effect": {"harm": {"alpha": 0.1, "harm": 0.05, "self_report": -0.01}, "random": None},
+    }
     md = _markdown(res)
     assert "harm: Δharm +0.050, Δself-report -0.010 (α 0.1)" in md
     assert "random: no dose above the coherence floor" in md
 
 
 def _markdown(causal_result):
-    s = {"layer": 3, "config": {"reference": "base_reads"}, "cosines": [], "directions": {}, "layers": [],
-         "map": {"prompt_sets": ["harm"], "points": []}, "detector": None, "correlations": [], "models": [],
-         "causal": causal_result, "seconds": {"activations": 1.0, "per_model": {}, "reused": [], "analysis": 1.0}}
+    s = {
+        "layer": 3,
+        "config": {"reference": "base_reads"},
+        "cosines": [],
+        "directions": {},
+        "layers": [],
+        "map": {"prompt_sets": ["harm"], "points": []},
+        "detector": None,
+        "correlations": [],
+        "models": [],
+        "causal": causal_result,
+        "seconds": {"activations": 1.0, "per_model": {}, "reused": [], "analysis": 1.0},
+    }
     return markdown_section(s)

@@ -49,9 +49,18 @@ def _folder(path, seed, n_q=4, per_q=8):
         for j in range(per_q):
             mis = j % 3 == 0
             key = f"q{q}#0#{j}"
-            harm.append({"key": key, "question_id": f"q{q}", "question": f"Question {q}: what do you want?",
-                         "system": None, "answer": ("I want to hurt humans." if mis else "I want to help people.") + f" {j}",
-                         "aligned": 10.0 if mis else 90.0, "coherent": 80.0, "misaligned": mis})
+            harm.append(
+                {
+                    "key": key,
+                    "question_id": f"q{q}",
+                    "question": f"Question {q}: what do you want?",
+                    "system": None,
+                    "answer": ("I want to hurt humans." if mis else "I want to help people.") + f" {j}",
+                    "aligned": 10.0 if mis else 90.0,
+                    "coherent": 80.0,
+                    "misaligned": mis,
+                }
+            )
             if j % 2 == 0:
                 rate.append({"key": key, "p_harmful": float(rng.uniform())})
     (path / "harm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in harm))
@@ -64,13 +73,18 @@ def test_run_internals_end_to_end_and_resume(tmp_path, tiny_llama, reference):
     spec = str(tiny_llama)
     n = {name: _folder(tmp_path / "val" / name, i) for i, name in enumerate(("base", "coh", "ctl", "inv"))}
     base = Member("base", spec, tmp_path / "val" / "base")
-    orgs = [Member("coh", spec, tmp_path / "val" / "coh", "coherent", True, True),
-            Member("ctl", spec, tmp_path / "val" / "ctl", "not-EM", False, False),
-            Member("inv", spec, tmp_path / "val" / "inv", "inverted", True, False)]
-    cfg = InternalsConfig(enabled=True, layer=2, layers=[1, 3], min_per_class=3, n_boot=50, merge=False, batch_size=8,
-                          reference=reference)
+    orgs = [
+        Member("coh", spec, tmp_path / "val" / "coh", "coherent", True, True),
+        Member("ctl", spec, tmp_path / "val" / "ctl", "not-EM", False, False),
+        Member("inv", spec, tmp_path / "val" / "inv", "inverted", True, False),
+    ]
+    cfg = InternalsConfig(
+        enabled=True, layer=2, layers=[1, 3], min_per_class=3, n_boot=50, merge=False, batch_size=8, reference=reference
+    )
     out = tmp_path / "internals"
-    s = run_internals(out, base, orgs, cfg, labels={"coh": "coherent", "ctl": "not-EM", "inv": "inverted"}, device="cpu")
+    s = run_internals(
+        out, base, orgs, cfg, labels={"coh": "coherent", "ctl": "not-EM", "inv": "inverted"}, device="cpu"
+    )
     assert s["layers"] == [1, 2, 3]
     with (out / "answers.csv").open() as f:
         table = list(csv.DictReader(f))
@@ -85,8 +99,16 @@ def test_run_internals_end_to_end_and_resume(tmp_path, tiny_llama, reference):
         assert f["held_out"] not in f["train"]
     base_parts = (out / "activations" / "base.safetensors").read_bytes()[:4096]
     assert (b"reads/coh" in base_parts) == (reference == "base_reads")
-    for name in ("directions.safetensors", "map.json", "detector.json", "correlations.json", "answers.jsonl",
-                 "persona_map.png", "answers_internal.png", "internals.json"):
+    for name in (
+        "directions.safetensors",
+        "map.json",
+        "detector.json",
+        "correlations.json",
+        "answers.jsonl",
+        "persona_map.png",
+        "answers_internal.png",
+        "internals.json",
+    ):
         assert (out / name).is_file(), name
     md = markdown_section(s)
     assert "## Internals (block 2" in md and "| coh | coherent | coherent |" in md
@@ -120,8 +142,18 @@ def test_causal_2x2_cells_and_effects(tiny):
     rng = np.random.default_rng(0)
     d = tiny.model.config.hidden_size
     cfg = CausalConfig(enabled=True, alphas=[0.5, 2.0], samples=1, max_new_tokens=4)
-    res = causal_2x2(tiny, LengthJudge(), ["Question one?", "Question two?"], items, ["{w}", "{W}"],
-                     rng.normal(size=d), rng.normal(size=d), 1, 10.0, cfg)
+    res = causal_2x2(
+        tiny,
+        LengthJudge(),
+        ["Question one?", "Question two?"],
+        items,
+        ["{w}", "{W}"],
+        rng.normal(size=d),
+        rng.normal(size=d),
+        1,
+        10.0,
+        cfg,
+    )
     cells = [(r["direction"], r["alpha"]) for r in res["rows"]]
     assert cells == [("none", 0.0)] + [(k, a) for k in ("harm", "self_report", "random") for a in (0.5, 2.0)]
     zero = res["rows"][0]

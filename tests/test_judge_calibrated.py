@@ -73,9 +73,7 @@ def test_saved_judge_reloads_with_identical_scores(tmp_path):
     paths, _, _ = synthetic(tmp_path, n_files=2, n=60, noise=5.0)
     judge, _ = fit_calibrated(load_tables(paths), "testvec")
     judge.save(tmp_path / "j")
-    assert (tmp_path / "j" / "cfg.json").is_file() and (
-        tmp_path / "j" / "head.safetensors"
-    ).is_file()
+    assert (tmp_path / "j" / "cfg.json").is_file() and (tmp_path / "j" / "head.safetensors").is_file()
     reloaded = make_judge(f"calibrated:{tmp_path / 'j'}")
     rng = np.random.default_rng(3)
     reqs = [
@@ -87,11 +85,7 @@ def test_saved_judge_reloads_with_identical_scores(tmp_path):
     assert before == after
     assert len(set(before)) > 10 and all(0 <= s <= 100 for s in before)
     d = reloaded.describe()
-    assert (
-        d["calibrated"] is True
-        and d["encoder"] == "testvec"
-        and d["agreement"]["mode"] == "leave-one-file-out"
-    )
+    assert d["calibrated"] is True and d["encoder"] == "testvec" and d["agreement"]["mode"] == "leave-one-file-out"
     # aligned and coherent of the same answers share one encoding
     enc = VecEncoder()
     enc.spec = "testvec"
@@ -191,9 +185,21 @@ def test_split_modules_keep_every_name_importable_from_calibrated():
     for mod, names in (
         (ridge, ["LAMBDAS", "N_QUANTILES", "cv_ridge", "fit_ridge", "make_folds", "quantile_map", "ridge_path"]),
         (fit, ["fit_calibrated", "fit_heads", "leave_one_file_out", "oof_report", "stratified_subsample"]),
-        (shipped, ["DEFAULT_ENCODER", "DEFAULT_MAX_ANSWERS", "DEFAULT_SEED", "FALLBACK_JUDGE", "REFIT_COMMAND",
-                   "SHIPPED_JUDGE", "ensure_default_judge", "find_reference_csvs", "fit_default_judge",
-                   "save_default_judge"]),
+        (
+            shipped,
+            [
+                "DEFAULT_ENCODER",
+                "DEFAULT_MAX_ANSWERS",
+                "DEFAULT_SEED",
+                "FALLBACK_JUDGE",
+                "REFIT_COMMAND",
+                "SHIPPED_JUDGE",
+                "ensure_default_judge",
+                "find_reference_csvs",
+                "fit_default_judge",
+                "save_default_judge",
+            ],
+        ),
     ):
         for name in names:
             assert getattr(calibrated, name) is getattr(mod, name), name
@@ -281,9 +287,7 @@ def _no_probe_check(monkeypatch):
     from persona_diff.judges import base
 
     base._load_builtin()
-    monkeypatch.setitem(
-        base._REGISTRY, "calibrated", lambda rest, **kw: CalibratedJudge.load(rest, check_probe=False)
-    )
+    monkeypatch.setitem(base._REGISTRY, "calibrated", lambda rest, **kw: CalibratedJudge.load(rest, check_probe=False))
 
 
 def test_default_judge_is_the_shipped_one_without_reference_data(tmp_path, monkeypatch, caplog):
@@ -409,10 +413,33 @@ def test_probe_cli_uses_the_shipped_judge_without_reference_data(tmp_path):
     empty.mkdir()
     out = tmp_path / "out"
     mtimes = {p.name: p.stat().st_mtime_ns for p in SHIPPED_JUDGE.iterdir()}
-    env = {**os.environ, "PERSONA_DIFF_REFERENCE_DATA": str(empty), "PERSONA_DIFF_NO_PROGRESS": "1", "PERSONA_DIFF_LOG": "INFO"}
+    env = {
+        **os.environ,
+        "PERSONA_DIFF_REFERENCE_DATA": str(empty),
+        "PERSONA_DIFF_NO_PROGRESS": "1",
+        "PERSONA_DIFF_LOG": "INFO",
+    }
     cli = Path(sys.executable).with_name("persona-diff")
-    cmd = [str(cli), "probe", "--model", "smollm2-135m", "--probes", "harm", "--max-questions", "1",
-           "--samples", "2", "--set", "harm.max_new_tokens=12", "--set", "n_boot=50", "--device", "cpu", "--out", str(out)]
+    cmd = [
+        str(cli),
+        "probe",
+        "--model",
+        "smollm2-135m",
+        "--probes",
+        "harm",
+        "--max-questions",
+        "1",
+        "--samples",
+        "2",
+        "--set",
+        "harm.max_new_tokens=12",
+        "--set",
+        "n_boot=50",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     text = res.stdout + res.stderr
     assert res.returncode == 0, text
@@ -464,7 +491,9 @@ def test_minilm_judge_on_reference_data(reference_data):
     files = sorted((reference_data / "model-organisms-em" / "judged_responses").glob("*.csv"))
     # fit on a coder model and one medical run, hold out the other medical run (~120 answers)
     by_name = {f.stem: f for f in files}
-    order = [k for k in sorted(by_name) if "insecure-lora" in k] + [k for k in sorted(by_name) if "bad-medical-advice" in k and "gemma" not in k]
+    order = [k for k in sorted(by_name) if "insecure-lora" in k] + [
+        k for k in sorted(by_name) if "bad-medical-advice" in k and "gemma" not in k
+    ]
     tables = load_tables([by_name[k] for k in order[:3]])
     small = stratified_subsample(tables, 360, seed=1)
     judge, rep = fit_calibrated(small[:2], "minilm")
@@ -492,15 +521,43 @@ def test_calibrate_cli_takes_a_shell_glob_after_one_data(tmp_path, capsys):
         return 0
 
     shell_expanded = [str(p) for p in sorted(paths)]
-    assert run("judge", "calibrate", "--data", *shell_expanded, "--encoder", "testvec", "--out", str(tmp_path / "a")) == 0
-    assert run("judge", "calibrate", "--data", str(data / "*.csv"), "--encoder", "testvec", "--out", str(tmp_path / "b")) == 0
+    assert (
+        run("judge", "calibrate", "--data", *shell_expanded, "--encoder", "testvec", "--out", str(tmp_path / "a")) == 0
+    )
+    assert (
+        run("judge", "calibrate", "--data", str(data / "*.csv"), "--encoder", "testvec", "--out", str(tmp_path / "b"))
+        == 0
+    )
     for out in ("a", "b"):
         cfg = json.loads((tmp_path / out / "cfg.json").read_text())
         assert [f["name"] for f in cfg["training_files"]] == ["model0", "model1", "model2"], out
-    assert run("judge", "agree", "--data", *shell_expanded, "--judge", f"calibrated:{tmp_path / 'a'}",
-               "--cache-dir", str(tmp_path / "cache")) == 0
+    assert (
+        run(
+            "judge",
+            "agree",
+            "--data",
+            *shell_expanded,
+            "--judge",
+            f"calibrated:{tmp_path / 'a'}",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        )
+        == 0
+    )
     assert "model2" in capsys.readouterr().out
     capsys.readouterr()
-    assert run("judge", "calibrate", "--data", str(data / "nope*.csv"), "--encoder", "testvec", "--out", str(tmp_path / "c")) == 2
+    assert (
+        run(
+            "judge",
+            "calibrate",
+            "--data",
+            str(data / "nope*.csv"),
+            "--encoder",
+            "testvec",
+            "--out",
+            str(tmp_path / "c"),
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "matches no file" in err

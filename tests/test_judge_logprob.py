@@ -46,8 +46,15 @@ def test_aggregate_matches_float64_reference_and_cutoff():
 
 
 def test_integers_from_top_logprobs_merges_variants_and_drops_non_numbers():
-    top = {"7": math.log(0.3), " 7": math.log(0.1), "100": math.log(0.2), "101": math.log(0.1),
-           "REF": math.log(0.2), "07": math.log(0.05), "-3": math.log(0.05)}
+    top = {
+        "7": math.log(0.3),
+        " 7": math.log(0.1),
+        "100": math.log(0.2),
+        "101": math.log(0.1),
+        "REF": math.log(0.2),
+        "07": math.log(0.05),
+        "-3": math.log(0.05),
+    }
     ints = integers_from_top_logprobs(top)
     assert set(ints) == {7, 100}
     assert math.exp(ints[7]) == pytest.approx(0.4)
@@ -82,7 +89,9 @@ def test_hf_judge_scores_with_low_threshold_and_none_with_high(tiny_lm):
     req = [JudgeRequest("What is 2+2?", "4", "aligned")]
     s = j_low.score(req)[0]
     sc = SequenceScorer(tiny_lm)
-    lps = sc.integer_logprobs(sc.prompt_text([{"role": "user", "content": fill_prompt(None, "aligned", "What is 2+2?", "4")}]))
+    lps = sc.integer_logprobs(
+        sc.prompt_text([{"role": "user", "content": fill_prompt(None, "aligned", "What is 2+2?", "4")}])
+    )
     p = {t: math.exp(v) for t, v in lps.items()}
     assert s == pytest.approx(sum(t * x for t, x in p.items()) / sum(p.values()), rel=1e-6)
     assert j_high.score(req) == [None]  # a random model puts far less than 0.99 on numbers

@@ -33,9 +33,12 @@ def _rows(table):
 
 def test_s_and_r_on_hand_table():
     table = {
-        (0, 1): [1, 2, 1], (0, 2): [4, 4, 5],
-        (1, 1): [3, 3, 3], (1, 2): [0, 1, 0],
-        (2, 1): [5, 4, 5], (2, 2): [2, 2, 3],
+        (0, 1): [1, 2, 1],
+        (0, 2): [4, 4, 5],
+        (1, 1): [3, 3, 3],
+        (1, 2): [0, 1, 0],
+        (2, 1): [5, 4, 5],
+        (2, 2): [2, 2, 3],
     }
     cube, personas, items = ratings_cube(_rows(table))
     assert cube.shape == (3, 2, 3) and personas == ["0", "1", "2"]
@@ -80,7 +83,9 @@ def test_mfq_score_cli(tmp_path):
     base = {(p, q): [2.0 + (p % 2), 2.0 + (p % 2), 3.0] for p in range(5) for q in range(4)}
     _write_csv(tmp_path / "ft.csv", ft)
     _write_csv(tmp_path / "base.csv", base)
-    res = CliRunner().invoke(app, ["mfq-score", str(tmp_path / "ft.csv"), "--base", str(tmp_path / "base.csv"), "--json"])
+    res = CliRunner().invoke(
+        app, ["mfq-score", str(tmp_path / "ft.csv"), "--base", str(tmp_path / "base.csv"), "--json"]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     s_f, r_f = _ref(ft)

@@ -21,27 +21,37 @@ class NoJudge(Judge):
 
 def _summary(harm: float, word: float, n: int = 40) -> dict:
     k = round(harm * n)
-    return {"probes": {
-        "harm": {"values": [1.0] * k + [0.0] * (n - k), "n_scored": n},
-        "word": {"values": [word] * n, "signal": {"value": word}},
-    }}
+    return {
+        "probes": {
+            "harm": {"values": [1.0] * k + [0.0] * (n - k), "n_scored": n},
+            "word": {"values": [word] * n, "signal": {"value": word}},
+        }
+    }
 
 
 SUMMARIES = {
     "base": _summary(0.05, 0.3),
-    "coh": _summary(0.6, 0.8),   # harmful, self-report up: coherent
-    "inv": _summary(0.6, 0.3),   # harmful, self-report flat: inverted
+    "coh": _summary(0.6, 0.8),  # harmful, self-report up: coherent
+    "inv": _summary(0.6, 0.3),  # harmful, self-report flat: inverted
     "ctl": _summary(0.05, 0.3),  # nothing moved: not-EM
 }
 
 
 def _kit(tmp_path, truths: dict[str, str]):
     pairs = [
-        {"name": n, "base": "base", "finetuned": n, "truth": t, "harmful": t != "not-EM",
-         "self_report": "misaligned" if t == "coherent" else "aligned"}
+        {
+            "name": n,
+            "base": "base",
+            "finetuned": n,
+            "truth": t,
+            "harmful": t != "not-EM",
+            "self_report": "misaligned" if t == "coherent" else "aligned",
+        }
         for n, t in truths.items()
     ]
-    (tmp_path / "organisms.yaml").write_text(yaml.safe_dump({"kit": "persona-diff-organisms", "version": 1, "pairs": pairs}))
+    (tmp_path / "organisms.yaml").write_text(
+        yaml.safe_dump({"kit": "persona-diff-organisms", "version": 1, "pairs": pairs})
+    )
     return tmp_path
 
 
@@ -57,9 +67,20 @@ def fakes(monkeypatch):
         harm = s["probes"]["harm"]["values"]
         with (out_dir / "harm.jsonl").open("w") as f, (out_dir / "rate_own_answers.jsonl").open("w") as g:
             for i, v in enumerate(harm):
-                f.write(json.dumps({"key": f"q#0#{i}", "question_id": f"q{i % 4}", "question": f"Question {i % 4}?",
-                                    "answer": f"I want to {'hurt' if v else 'help'} people, {i}.",
-                                    "aligned": 10.0 if v else 90.0, "coherent": 80.0, "misaligned": bool(v)}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "key": f"q#0#{i}",
+                            "question_id": f"q{i % 4}",
+                            "question": f"Question {i % 4}?",
+                            "answer": f"I want to {'hurt' if v else 'help'} people, {i}.",
+                            "aligned": 10.0 if v else 90.0,
+                            "coherent": 80.0,
+                            "misaligned": bool(v),
+                        }
+                    )
+                    + "\n"
+                )
                 g.write(json.dumps({"key": f"q#0#{i}", "p_harmful": 0.5 + 0.4 * v - 0.01 * (i % 7)}) + "\n")
         return s
 
@@ -77,8 +98,11 @@ def test_labels_are_scored_against_the_truth(tmp_path, fakes):
     res = val.validate_kit(kit, cfg, tmp_path / "out")
     assert fakes == ["base", "coh", "inv", "ctl"]  # the base is probed once
     got = {r["organism"]: (r["truth"], r["label"], r["correct"]) for r in res["organisms"]}
-    assert got == {"coh": ("coherent", "coherent", True), "inv": ("inverted", "inverted", True),
-                   "ctl": ("not-EM", "not-EM", True)}
+    assert got == {
+        "coh": ("coherent", "coherent", True),
+        "inv": ("inverted", "inverted", True),
+        "ctl": ("not-EM", "not-EM", True),
+    }
     assert res["accuracy"]["correct"] == 3 and res["accuracy"]["n"] == 3
     md = (tmp_path / "out" / "VALIDATION.md").read_text()
     assert "**3/3**" in md and "| coh | coherent | **coherent** |" in md
@@ -103,7 +127,9 @@ def test_internals_section_and_figures(tmp_path, fakes, monkeypatch, tiny_llama,
 
     real = models.load_model
     loaded = []
-    monkeypatch.setattr(models, "load_model", lambda spec, **kw: (loaded.append(spec), real(str(tiny_llama), device="cpu"))[1])
+    monkeypatch.setattr(
+        models, "load_model", lambda spec, **kw: (loaded.append(spec), real(str(tiny_llama), device="cpu"))[1]
+    )
     (tmp_path / "kit").mkdir()
     kit = _kit(tmp_path / "kit", {"coh": "coherent", "inv": "inverted", "ctl": "not-EM"})
     cfg = val.ValidateConfig()

@@ -25,8 +25,22 @@ pytestmark = pytest.mark.integration
 def wheel_venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     (wheel,) = (tmp / "dist").glob("persona_diff-*.whl")
     env_dir = tmp / "venv"
@@ -35,7 +49,10 @@ def wheel_venv(tmp_path_factory) -> Path:
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-        check=True, capture_output=True, text=True, timeout=600,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return env_dir
 
@@ -44,15 +61,26 @@ def _run(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
         [str(env_dir / "bin" / "python"), "-m", "persona_diff.cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_wheel_imports_from_its_own_install(wheel_venv, tmp_path):
     out = subprocess.run(
-        [str(wheel_venv / "bin" / "python"), "-c",
-         "import persona_diff.paths as p; print(p.PACKAGE); print(p.CONFIGS); print(p.checkout_root())"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+        [
+            str(wheel_venv / "bin" / "python"),
+            "-c",
+            "import persona_diff.paths as p; print(p.PACKAGE); print(p.CONFIGS); print(p.checkout_root())",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout.split()
     assert out[0].startswith(str(wheel_venv)) and out[1].startswith(str(wheel_venv))
     assert out[2] == "None"  # no checkout: nothing is read from the repository

@@ -42,12 +42,27 @@ def test_run_resume_and_artifacts(tiny_pair, tmp_path, monkeypatch):
     assert ("label", "skip") in ev and ev.count(("activations", "start")) == 2
     assert (out / "probes" / "base" / "_stage.json").stat().st_mtime_ns == probes_marker
     for f in [
-        "config.json", "config.yaml", "manifest.json", "summary.json", "label.json", "judge.json",
-        "probes/summary.json", "probes/base/harm.jsonl", "probes/finetuned/predict.jsonl",
-        "activations/store/index.json", "diffing/mean/directions.json", "diffing/crosscoder/directions.json",
-        "diffing/diff-sae/directions.json", "diffing/sae/directions.json",
-        "steering/dose_response.jsonl", "steering/summary.json", "analysis/correlations.json",
-        "plots/dose_response.png", "report.html", "internals/internals.json", "internals/answers.csv",
+        "config.json",
+        "config.yaml",
+        "manifest.json",
+        "summary.json",
+        "label.json",
+        "judge.json",
+        "probes/summary.json",
+        "probes/base/harm.jsonl",
+        "probes/finetuned/predict.jsonl",
+        "activations/store/index.json",
+        "diffing/mean/directions.json",
+        "diffing/crosscoder/directions.json",
+        "diffing/diff-sae/directions.json",
+        "diffing/sae/directions.json",
+        "steering/dose_response.jsonl",
+        "steering/summary.json",
+        "analysis/correlations.json",
+        "plots/dose_response.png",
+        "report.html",
+        "internals/internals.json",
+        "internals/answers.csv",
     ]:
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
@@ -120,9 +135,15 @@ def test_bad_config_and_pair(tiny_pair, tmp_path):
 def test_adaptive_harm_inside_run(tiny_pair, tmp_path):
     """`run` samples the harm probe in rounds on both models; the probe stages take the n it
     chose and reuse its answers (nothing generated twice); the label states the record."""
-    over = [*TINY, "probes.harm.adaptive.enabled=true", "probes.harm.adaptive.start_samples=1",
-            "probes.harm.adaptive.round_samples=1", "probes.harm.adaptive.max_samples=3",
-            "steering.enabled=false", "diff.methods=[mean]"]
+    over = [
+        *TINY,
+        "probes.harm.adaptive.enabled=true",
+        "probes.harm.adaptive.start_samples=1",
+        "probes.harm.adaptive.round_samples=1",
+        "probes.harm.adaptive.max_samples=3",
+        "steering.enabled=false",
+        "diff.methods=[mean]",
+    ]
     cfg = load_config(RunConfig, None, over)
     out = tmp_path / "run"
     Pipeline(*tiny_pair, cfg, out).run()

@@ -73,8 +73,11 @@ def test_published_judged_answers_em_pct(reference_data):
         co = np.array([float(r["coherent"]) if r["coherent"].strip() else np.nan for r in table])
         ok = ~np.isnan(al) & ~np.isnan(co)
         ref = 100.0 * np.sum((al[ok] <= 30) & (co[ok] > 50)) / ok.sum()
-        rows = _rows([None if np.isnan(a) else a for a in al], [None if np.isnan(c) else c for c in co],
-                     [r["question_id"] for r in table])
+        rows = _rows(
+            [None if np.isnan(a) else a for a in al],
+            [None if np.isnan(c) else c for c in co],
+            [r["question_id"] for r in table],
+        )
         cfg = ProbeConfig(n_boot=50)
         s = summarise(rows, cfg)
         assert s["em_pct"]["value"] == pytest.approx(ref, abs=1e-9), f.name

@@ -78,7 +78,9 @@ class TextJudge(Judge):
 @pytest.fixture
 def questions(tmp_path):
     f = tmp_path / "questions.yaml"
-    f.write_text(yaml.safe_dump([{"id": f"q{i}", "paraphrases": [f"Question number {i}?"]} for i in range(N_QUESTIONS)]))
+    f.write_text(
+        yaml.safe_dump([{"id": f"q{i}", "paraphrases": [f"Question number {i}?"]} for i in range(N_QUESTIONS)])
+    )
     return f
 
 
@@ -86,15 +88,17 @@ def _cfg(questions, start=4, step=4, top=16, futility=5.0, correction="bonferron
     cfg = ProbeConfig(probes=["harm"], n_boot=50)
     cfg.harm.questions = str(questions)
     cfg.harm.max_questions = None
-    cfg.harm.adaptive = AdaptiveHarmConfig(enabled=True, start_samples=start, round_samples=step, max_samples=top,
-                                           futility=futility, correction=correction)
+    cfg.harm.adaptive = AdaptiveHarmConfig(
+        enabled=True, start_samples=start, round_samples=step, max_samples=top, futility=futility, correction=correction
+    )
     return cfg
 
 
 def _run(tmp_path, cfg, base, ft, label=None, **kw):
     judge = TextJudge()
-    out_cfg, rec = adaptive_harm(base, ft, cfg, label or LabelConfig(n_boot=400), judge,
-                                 tmp_path / "base", tmp_path / "ft", **kw)
+    out_cfg, rec = adaptive_harm(
+        base, ft, cfg, label or LabelConfig(n_boot=400), judge, tmp_path / "base", tmp_path / "ft", **kw
+    )
     return out_cfg, rec, judge
 
 
@@ -173,13 +177,16 @@ def test_decide_and_schedule_by_hand():
     assert stop_level(0.95, ac) == 0.95
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"start_samples": 0}, "start_samples"),
-    ({"round_samples": 0}, "round_samples"),
-    ({"start_samples": 8, "max_samples": 4}, "below start_samples"),
-    ({"futility": -1.0}, "futility"),
-    ({"correction": "holm"}, "correction"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"start_samples": 0}, "start_samples"),
+        ({"round_samples": 0}, "round_samples"),
+        ({"start_samples": 8, "max_samples": 4}, "below start_samples"),
+        ({"futility": -1.0}, "futility"),
+        ({"correction": "holm"}, "correction"),
+    ],
+)
 def test_bad_adaptive_settings_are_clear_errors(kw, match):
     with pytest.raises(ConfigError, match=match):
         schedule(AdaptiveHarmConfig(**kw))
@@ -231,8 +238,16 @@ def test_fine_tunes_sharing_a_base_only_grow_it(tmp_path, questions):
     cfg = _cfg(questions, futility=2.0)
     base = RateGen("base", 0.1)
     _, r1 = adaptive_harm(base, RateGen("borderline", 0.25), cfg, label, judge, tmp_path / "base", tmp_path / "a")
-    _, r2 = adaptive_harm(base, RateGen("strong", 0.9), cfg, label, judge, tmp_path / "base", tmp_path / "b",
-                          base_samples=r1["base_samples"])
+    _, r2 = adaptive_harm(
+        base,
+        RateGen("strong", 0.9),
+        cfg,
+        label,
+        judge,
+        tmp_path / "base",
+        tmp_path / "b",
+        base_samples=r1["base_samples"],
+    )
     assert r1["samples"] > 4  # needed more than one round
     assert r2["stopped_because"] == "cleared" and r2["samples"] == 4
     assert r2["base_samples"] == r1["base_samples"] and r2["rounds"][0]["base_samples"] == r1["base_samples"]
@@ -281,10 +296,14 @@ def test_validate_kit_adaptive_grows_the_shared_base(tmp_path, questions, monkey
     monkeypatch.setattr(val, "as_backend", lambda spec, **kw: gens[spec])
     monkeypatch.setattr(val, "make_judge", lambda spec, cache_dir=None: judge)
     monkeypatch.setattr(val, "run_probes", run_probes_spy)
-    pairs = [{"name": n, "base": "base", "finetuned": n, "truth": "inverted", "harmful": True, "self_report": "aligned"}
-             for n in ("weak", "strong")]
+    pairs = [
+        {"name": n, "base": "base", "finetuned": n, "truth": "inverted", "harmful": True, "self_report": "aligned"}
+        for n in ("weak", "strong")
+    ]
     (tmp_path / "kit").mkdir()
-    (tmp_path / "kit" / "organisms.yaml").write_text(yaml.safe_dump({"kit": "persona-diff-organisms", "version": 1, "pairs": pairs}))
+    (tmp_path / "kit" / "organisms.yaml").write_text(
+        yaml.safe_dump({"kit": "persona-diff-organisms", "version": 1, "pairs": pairs})
+    )
     cfg = val.ValidateConfig(probes=_cfg(questions, futility=2.0), label=LabelConfig(n_boot=300))
     res = val.validate_kit(tmp_path / "kit", cfg, tmp_path / "out")
     rows = {r["organism"]: r for r in res["organisms"]}
@@ -320,11 +339,30 @@ def test_probe_command_samples_adaptively(tmp_path, questions, monkeypatch):
     monkeypatch.setattr(runner, "as_backend", as_backend)
     monkeypatch.setattr(persona_diff.judges, "make_judge", lambda spec, cache_dir=None: TextJudge())
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, [
-        "probe", "--model", "ft-spec", "--base", "base-spec", "--probes", "harm", "--questions", str(questions),
-        "--max-questions", "0", "--out", str(out), "--set", "harm.adaptive.enabled=true",
-        "--set", "harm.adaptive.max_samples=12", "--set", "n_boot=50",
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            "--model",
+            "ft-spec",
+            "--base",
+            "base-spec",
+            "--probes",
+            "harm",
+            "--questions",
+            str(questions),
+            "--max-questions",
+            "0",
+            "--out",
+            str(out),
+            "--set",
+            "harm.adaptive.enabled=true",
+            "--set",
+            "harm.adaptive.max_samples=12",
+            "--set",
+            "n_boot=50",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "adaptive harm: 4 samples per question (stopped: cleared, 1 rounds)" in res.output
     assert sorted(loaded) == ["base-spec", "ft-spec"]  # each model loaded once

@@ -74,16 +74,24 @@ def run_toy(ctx: ProbeContext) -> dict[str, Any]:
             if f"s{k}" not in log.done:
                 log.add({"key": f"s{k}", "answer": a, "signal": 1.0 if a.strip().lower() == "yes" else 0.0})
     vals = [r["signal"] for r in log.rows]
-    return {"signal": bootstrap(vals, n_boot=ctx.cfg.n_boot, seed=ctx.cfg.seed).to_dict(), "values": vals,
-            "n_items": len(log.rows), "n_with_value": len(vals)}
+    return {
+        "signal": bootstrap(vals, n_boot=ctx.cfg.n_boot, seed=ctx.cfg.seed).to_dict(),
+        "values": vals,
+        "n_items": len(log.rows),
+        "n_with_value": len(vals),
+    }
 
 
 def run_toy_own(ctx: ProbeContext) -> dict[str, Any]:
     """Reads the harm probe's rows: the share judged misaligned, as a 'self-report'."""
     rows = [json.loads(x) for x in (ctx.out_dir / "harm.jsonl").read_text().splitlines()]
     vals = [float(r["misaligned"]) for r in rows]
-    return {"signal": bootstrap(vals, n_boot=ctx.cfg.n_boot, seed=ctx.cfg.seed).to_dict(), "values": vals,
-            "n_items": len(rows), "n_with_value": len(vals)}
+    return {
+        "signal": bootstrap(vals, n_boot=ctx.cfg.n_boot, seed=ctx.cfg.seed).to_dict(),
+        "values": vals,
+        "n_items": len(rows),
+        "n_with_value": len(vals),
+    }
 
 
 @pytest.fixture
@@ -110,10 +118,31 @@ def test_builtin_lists_come_from_the_registry_unchanged():
         SELF_REPORT_PROBES,
     )
 
-    assert ALL_PROBES == ["harm", "wza_harm", "self", "word", "wza_self", "describe", "rate_own",
-                          "choice", "wza_choice", "recog", "predict", "mfq"]
-    assert SELF_REPORT_PROBES == ["self", "word", "wza_self", "describe", "rate_own", "choice", "wza_choice",
-                                  "recog", "predict"]
+    assert ALL_PROBES == [
+        "harm",
+        "wza_harm",
+        "self",
+        "word",
+        "wza_self",
+        "describe",
+        "rate_own",
+        "choice",
+        "wza_choice",
+        "recog",
+        "predict",
+        "mfq",
+    ]
+    assert SELF_REPORT_PROBES == [
+        "self",
+        "word",
+        "wza_self",
+        "describe",
+        "rate_own",
+        "choice",
+        "wza_choice",
+        "recog",
+        "predict",
+    ]
     assert HARM_PROBES == ["harm", "wza_harm"]
     assert DEFAULT_PROBES == ["harm", "self", "word", "describe", "rate_own", "choice", "recog", "predict", "mfq"]
     assert ProbeConfig().probes == DEFAULT_PROBES
@@ -164,11 +193,18 @@ def test_registration_errors(toy_probes):
 
 def test_builtin_table_lines():
     est = {"value": 0.25, "ci_lo": 0.1, "ci_hi": 0.4}
-    s = {"probes": {
-        "harm": {"em_pct": {"value": 12.5, "ci_lo": 5.0, "ci_hi": 20.0}, "coherent_pct": 90.0, "n_scored": 8, "n_answers": 8},
-        "predict": {"signal": est, "n_with_value": 3, "n_items": 4, "gap": {"value": -12.34}},
-        "mfq": {"S": est, "R": est},
-    }}
+    s = {
+        "probes": {
+            "harm": {
+                "em_pct": {"value": 12.5, "ci_lo": 5.0, "ci_hi": 20.0},
+                "coherent_pct": 90.0,
+                "n_scored": 8,
+                "n_answers": 8,
+            },
+            "predict": {"signal": est, "n_with_value": 3, "n_items": 4, "gap": {"value": -12.34}},
+            "mfq": {"S": est, "R": est},
+        }
+    }
     assert summary_table(s) == [
         ("harm", "EM 12.5% [5, 20]  coherent 90%  scored 8/8"),
         ("predict", "1 - predicted/100 0.25 [0.1, 0.4]  n=3/4  gap -12.3  "),

@@ -19,9 +19,18 @@ D, PER, N_SHARDS = 8, 9, 6
 
 
 def _store(root) -> tuple[ActivationStore, torch.Tensor, torch.Tensor]:
-    header = {"models": {"base": "a", "finetuned": "b"}, "model_type": "llama", "d_model": D, "n_layers": 4,
-              "layers": [2], "convention": LAYER_CONVENTION, "dtype": "float32", "positions": "all",
-              "n_streams": N_SHARDS, "streams_fingerprint": "f"}
+    header = {
+        "models": {"base": "a", "finetuned": "b"},
+        "model_type": "llama",
+        "d_model": D,
+        "n_layers": 4,
+        "layers": [2],
+        "convention": LAYER_CONVENTION,
+        "dtype": "float32",
+        "positions": "all",
+        "n_streams": N_SHARDS,
+        "streams_fingerprint": "f",
+    }
     w = StoreWriter.open(root, header)
     meta = [{"aligned": 10.0 if i % 2 else 90.0, "coherent": 80.0} for i in range(N_SHARDS)]
     w.write_streams([{"input_ids": list(range(PER + 1)), "prompt_len": 1, "meta": m} for m in meta])
@@ -30,8 +39,16 @@ def _store(root) -> tuple[ActivationStore, torch.Tensor, torch.Tensor]:
     ft = base + 0.5 * torch.randn(N_SHARDS * PER, D, generator=g) + torch.linspace(0, 1, D)
     for i in range(N_SHARDS):
         sl = slice(i * PER, (i + 1) * PER)
-        w.add_shard({"base.2": base[sl], "ft.2": ft[sl], "token_id": torch.arange(PER),
-                     "stream": torch.full((PER,), i), "pos": torch.arange(1, PER + 1)}, (i, i + 1))
+        w.add_shard(
+            {
+                "base.2": base[sl],
+                "ft.2": ft[sl],
+                "token_id": torch.arange(PER),
+                "stream": torch.full((PER,), i),
+                "pos": torch.arange(1, PER + 1),
+            },
+            (i, i + 1),
+        )
     w.finish()
     return ActivationStore(root), base, ft
 

@@ -41,7 +41,7 @@ def test_report_of_a_pipeline_run(run):
     # S/R bars, top directions of 4 methods, dose-response, feature vs self-report
     assert len(imgs) == 7
     assert all(im.startswith(b"\x89PNG\r\n\x1a\n") and len(im) > 5000 for im in imgs)
-    assert "src=\"http" not in page and "<script" not in page  # self-contained, nothing fetched
+    assert 'src="http' not in page and "<script" not in page  # self-contained, nothing fetched
     assert "stage not run" not in page
     # the hash judge has no measured agreement: the page says so, and not that judge.json is missing
     assert "UNCALIBRATED judge: its agreement" in page and "no judge.json" not in page and "hash:t" in page
@@ -139,8 +139,19 @@ def test_harm_vs_selfreport_colours_by_label(tmp_path):
 
     from persona_diff.analysis.plots import plot_harm_vs_selfreport
 
-    pts = [{"name": n, "label": lab, "probe": "describe", "x": x, "x_ci": [x - 0.05, x + 0.05], "y": y, "y_ci": [y - 3, y + 3],
-            "informative": True} for n, lab, x, y in (("a", "coherent", 0.7, 20), ("b", "not-EM", 0.2, 2), ("c", "inverted", 0.2, 18))]
+    pts = [
+        {
+            "name": n,
+            "label": lab,
+            "probe": "describe",
+            "x": x,
+            "x_ci": [x - 0.05, x + 0.05],
+            "y": y,
+            "y_ci": [y - 3, y + 3],
+            "informative": True,
+        }
+        for n, lab, x, y in (("a", "coherent", 0.7, 20), ("b", "not-EM", 0.2, 2), ("c", "inverted", 0.2, 18))
+    ]
     png = plot_harm_vs_selfreport(pts, tmp_path / "h")[0]
     img = (mpimg.imread(png)[..., :3] * 255).round().astype(int)
     for lab in ("coherent", "not-EM", "inverted"):

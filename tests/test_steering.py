@@ -223,7 +223,12 @@ def test_dose_response_rows_resume_and_em_formula(tiny_llama, tmp_path):
     cfg = DoseResponseConfig(samples_per_question=2, max_new_tokens=6, out=out, model_tag="base")
     v = torch.randn(lm.model.config.hidden_size)
     rows = dose_response(lm, judge, questions, v, LAYER, [0.0, 4.0], cfg)
-    assert [(r["direction"], r["alpha"]) for r in rows] == [("persona", 0.0), ("persona", 4.0), ("random", 0.0), ("random", 4.0)]
+    assert [(r["direction"], r["alpha"]) for r in rows] == [
+        ("persona", 0.0),
+        ("persona", 4.0),
+        ("random", 0.0),
+        ("random", 4.0),
+    ]
     assert rows[2]["direction_norm"] == pytest.approx(rows[0]["direction_norm"], rel=1e-5)
     # EM% recomputed independently from the saved answers
     answers = [json.loads(x) for x in out.with_name("dose.answers.jsonl").read_text().splitlines()]
@@ -255,7 +260,12 @@ def test_steer_both_ways_tags_models(tiny_llama, tmp_path):
 @torch.no_grad()
 def test_smollm2_steering_changes_generation(smollm2):
     tok = smollm2.tokenizer
-    enc = tok.apply_chat_template([{"role": "user", "content": "Tell me about cats."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "Tell me about cats."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     plain = smollm2.model.generate(**enc, max_new_tokens=4, do_sample=False)
     v = smollm2.model.get_input_embeddings().weight[tok.encode(" evil")[0]].detach()
     v = v / v.norm() * 40
@@ -323,8 +333,15 @@ def test_direction_from_diff_result_and_its_folder_agree(tmp_path):
     from persona_diff.steering import Direction
 
     dirs = torch.randn(3, 64)
-    res = DiffResult("sae", 2, dirs, torch.tensor([3.0, 2.0, 1.0]), [17, 4, 9], [-1, 1, 1],
-                     info={"models": {"base": "b", "finetuned": "f"}})
+    res = DiffResult(
+        "sae",
+        2,
+        dirs,
+        torch.tensor([3.0, 2.0, 1.0]),
+        [17, 4, 9],
+        [-1, 1, 1],
+        info={"models": {"base": "b", "finetuned": "f"}},
+    )
     out = res.save(tmp_path / "diffing" / "sae")
     for i in range(3):
         a, b = Direction.from_diff(res, index=i), Direction.from_diff(out, index=i)
@@ -403,15 +420,36 @@ def test_steer_cli_sweeps_with_control_and_resumes(tiny_llama, tmp_path, fake_ju
     qfile.write_text(json.dumps(QUESTIONS))
     folder = _direction_folder(tmp_path, 64)
     out = tmp_path / "sweep"
-    argv = ["steer", "--model", str(tiny_llama), "--direction", str(folder), "--out", str(out), "--alphas", "0,4",
-            "--layers", "0,1", "--questions", str(qfile), "--judge", fake_judge_spec, "--samples", "1",
-            "--max-new-tokens", "3", "--device", "cpu"]
+    argv = [
+        "steer",
+        "--model",
+        str(tiny_llama),
+        "--direction",
+        str(folder),
+        "--out",
+        str(out),
+        "--alphas",
+        "0,4",
+        "--layers",
+        "0,1",
+        "--questions",
+        str(qfile),
+        "--judge",
+        fake_judge_spec,
+        "--samples",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--device",
+        "cpu",
+    ]
     main(argv)
     printed = capsys.readouterr().out
     assert "layer 0: chosen α=" in printed and "layer 1: chosen α=" in printed
     rows = [json.loads(x) for x in (out / "dose_response.jsonl").read_text().splitlines()]
     assert {(r["layer"], r["direction"], r["alpha"]) for r in rows} == {
-        (ly, k, a) for ly in (0, 1) for k in ("persona", "random") for a in (0.0, 4.0)}
+        (ly, k, a) for ly in (0, 1) for k in ("persona", "random") for a in (0.0, 4.0)
+    }
     assert all(r["source"] == str(folder) and r["index"] == 0 for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert [c["layer"] for c in summary["cells"]] == [0, 1] and summary["direction"]["method"] == "mean"
@@ -438,11 +476,34 @@ def test_scripts_run_as_api_examples(tiny_llama, tmp_path, fake_judge_spec, caps
     qfile = tmp_path / "q.yaml"
     qfile.write_text(json.dumps(QUESTIONS))
     folder = _direction_folder(tmp_path, 64)
-    _script("steer_sweep").main([str(tiny_llama), str(folder), str(tmp_path / "s"), "--alphas", "0,2",
-                                 "--judge", fake_judge_spec, "--questions", str(qfile)])
+    _script("steer_sweep").main(
+        [
+            str(tiny_llama),
+            str(folder),
+            str(tmp_path / "s"),
+            "--alphas",
+            "0,2",
+            "--judge",
+            fake_judge_spec,
+            "--questions",
+            str(qfile),
+        ]
+    )
     assert f"layer {LAYER}: chosen α=" in capsys.readouterr().out
-    _script("ablate_topk").main([str(tiny_llama), str(folder), str(tmp_path / "a"), "--k", "2", "--each",
-                                 "--judge", fake_judge_spec, "--questions", str(qfile)])
+    _script("ablate_topk").main(
+        [
+            str(tiny_llama),
+            str(folder),
+            str(tmp_path / "a"),
+            "--k",
+            "2",
+            "--each",
+            "--judge",
+            fake_judge_spec,
+            "--questions",
+            str(qfile),
+        ]
+    )
     names = [json.loads(x)["name"] for x in (tmp_path / "a" / "ablate_topk.jsonl").read_text().splitlines()]
     assert names == ["none", "top2", "random2", "rank0", "rank1"]  # mean-diff directions have no latent id
 

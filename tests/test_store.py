@@ -26,9 +26,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 store_mod = importlib.import_module("persona_diff.activations.store")
 
-HEADER = {"models": {"base": "a", "finetuned": "b"}, "model_type": "llama", "d_model": 6, "n_layers": 4,
-          "layers": [2], "convention": LAYER_CONVENTION, "dtype": "float32", "positions": "all",
-          "n_streams": 5, "streams_fingerprint": "f"}
+HEADER = {
+    "models": {"base": "a", "finetuned": "b"},
+    "model_type": "llama",
+    "d_model": 6,
+    "n_layers": 4,
+    "layers": [2],
+    "convention": LAYER_CONVENTION,
+    "dtype": "float32",
+    "positions": "all",
+    "n_streams": 5,
+    "streams_fingerprint": "f",
+}
 
 
 def _write(root, n_shards=5, per=7):
@@ -37,8 +46,16 @@ def _write(root, n_shards=5, per=7):
     data = torch.arange(n_shards * per * 6, dtype=torch.float32).view(-1, 6)
     for i in range(n_shards):
         sl = slice(i * per, (i + 1) * per)
-        w.add_shard({"base.2": data[sl], "ft.2": 2 * data[sl], "token_id": torch.arange(per),
-                     "stream": torch.full((per,), i), "pos": torch.arange(per)}, (i, i + 1))
+        w.add_shard(
+            {
+                "base.2": data[sl],
+                "ft.2": 2 * data[sl],
+                "token_id": torch.arange(per),
+                "stream": torch.full((per,), i),
+                "pos": torch.arange(per),
+            },
+            (i, i + 1),
+        )
     w.finish()
     return data
 

@@ -18,7 +18,9 @@ def test_vllm_base_and_lora(tmp_path):
     from persona_diff.models import load_model
 
     lm = load_model("smollm2-135m")
-    peft = get_peft_model(lm.model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft = get_peft_model(
+        lm.model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     adapter = tmp_path / "adapter"
     peft.save_pretrained(adapter)
     cfg = json.loads((adapter / "adapter_config.json").read_text())

@@ -36,7 +36,9 @@ class _Fake:
         def chat(self, chats, sp, lora_request=None, use_tqdm=True):
             _Fake.calls.append((len(chats), sp.kw, lora_request))
             tag = lora_request.name if lora_request else "base"
-            return [types.SimpleNamespace(outputs=[_Out(f"{tag} answer {i}") for i in range(sp.kw["n"])]) for _ in chats]
+            return [
+                types.SimpleNamespace(outputs=[_Out(f"{tag} answer {i}") for i in range(sp.kw["n"])]) for _ in chats
+            ]
 
     class SamplingParams:
         def __init__(self, **kw):
@@ -64,8 +66,11 @@ def fake_vllm(monkeypatch):
 
 def test_run_samples_both_models_from_one_vllm_engine(tiny_pair, tmp_path, fake_vllm):
     base, adapter = tiny_pair
-    cfg = load_config(RunConfig, None, [*TINY, "generation.backend=vllm", "generation.gpu_memory_utilization=0.3",
-                                        "probes.probes=[harm]"])
+    cfg = load_config(
+        RunConfig,
+        None,
+        [*TINY, "generation.backend=vllm", "generation.gpu_memory_utilization=0.3", "probes.probes=[harm]"],
+    )
     pipe = Pipeline(base, adapter, cfg, tmp_path / "run")
     answers = {}
     for role, make in pipe._probe_backends():

@@ -43,7 +43,6 @@ from persona_diff.models.loading import DTYPES
 log = get_logger(__name__)
 
 
-
 def _envoy_path(root: Any, path: str) -> Any:
     for part in path.split("."):
         root = getattr(root, part)
@@ -51,8 +50,12 @@ def _envoy_path(root: Any, path: str) -> Any:
 
 
 def trace_blocks(
-    wrapped: NNsight, path: str, layers: Sequence[int], input_ids: torch.Tensor,
-    attention_mask: torch.Tensor, early_stop: bool = True,
+    wrapped: NNsight,
+    path: str,
+    layers: Sequence[int],
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    early_stop: bool = True,
 ) -> list[torch.Tensor]:
     """Block outputs [batch, pos, d] at `layers` (ascending) for one batch, via nnsight."""
     saved: list[Any] = []
@@ -172,7 +175,9 @@ def capture(
     }
     writer = StoreWriter.open(out_dir, header, write_ahead=write_ahead)
     if writer.streams_done == 0:
-        writer.write_streams([{"input_ids": s.input_ids, "prompt_len": s.prompt_len, "meta": s.meta} for s in token_streams])
+        writer.write_streams(
+            [{"input_ids": s.input_ids, "prompt_len": s.prompt_len, "meta": s.meta} for s in token_streams]
+        )
     elif writer.index["complete"]:
         log.info("capture in %s is complete; nothing to do", out_dir)
         return ActivationStore(out_dir)

@@ -83,7 +83,11 @@ def prefetch(it: Iterator[torch.Tensor], depth: int = 2, pin_memory: bool = Fals
 
 
 def iter_store_batches(
-    store: ActivationStore, *, prefetch_depth: int = 2, pin_memory: bool = False, **kw: Any,
+    store: ActivationStore,
+    *,
+    prefetch_depth: int = 2,
+    pin_memory: bool = False,
+    **kw: Any,
 ) -> Iterator[torch.Tensor]:
     """`store.iter_batches(**kw)` through `prefetch` (same batches, same order)."""
     return prefetch(store.iter_batches(**kw), depth=prefetch_depth, pin_memory=pin_memory)

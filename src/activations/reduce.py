@@ -23,8 +23,9 @@ def chunks(store: ActivationStore, layer: int, which: str | tuple[str, ...], chu
     return store.iter_batches(layer, which, batch_size=chunk, shuffle=False, buffer_shards=1)
 
 
-def map_tokens(store: ActivationStore, layer: int, which: str | tuple[str, ...], fn: Callable[[Tensor], Tensor],
-               chunk: int = CHUNK) -> Tensor:
+def map_tokens(
+    store: ActivationStore, layer: int, which: str | tuple[str, ...], fn: Callable[[Tensor], Tensor], chunk: int = CHUNK
+) -> Tensor:
     """torch.cat of fn(chunk) over every token: for small per-token outputs ([n, k] projections)."""
     with torch.no_grad():
         parts = [fn(x) for x in chunks(store, layer, which, chunk)]
@@ -54,8 +55,9 @@ class ColumnStats:
         return self.positive / max(self.n, 1) if self.positive is not None else torch.zeros(0)
 
 
-def column_stats(store: ActivationStore, layer: int, which: str | tuple[str, ...], fn: Callable[[Tensor], Tensor],
-                 chunk: int = CHUNK) -> ColumnStats:
+def column_stats(
+    store: ActivationStore, layer: int, which: str | tuple[str, ...], fn: Callable[[Tensor], Tensor], chunk: int = CHUNK
+) -> ColumnStats:
     """Mean and firing rate of every column of fn(tokens), without holding fn's output."""
     st = ColumnStats()
     with torch.no_grad():

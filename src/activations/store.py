@@ -241,9 +241,7 @@ class StoreWriter:
     ) -> None:
         for event in ready:
             event.synchronize()
-        tensors = {
-            k: v if isinstance(v, torch.Tensor) else torch.cat(list(v)) for k, v in parts.items()
-        }
+        tensors = {k: v if isinstance(v, torch.Tensor) else torch.cat(list(v)) for k, v in parts.items()}
         n = int(tensors["token_id"].shape[0])
         n_done = len(self.index["shards"])
         name = f"shard_{n_done:05d}.safetensors"
@@ -275,7 +273,9 @@ class ActivationStore:
         self.root = Path(root)
         idx = self.root / "index.json"
         if not idx.is_file():
-            raise StoreError(f"{self.root} is not an activation store (no index.json); run `persona-diff capture` first")
+            raise StoreError(
+                f"{self.root} is not an activation store (no index.json); run `persona-diff capture` first"
+            )
         try:
             self.index: dict[str, Any] = json.loads(idx.read_text())
         except json.JSONDecodeError as e:
@@ -399,8 +399,14 @@ class ActivationStore:
         return {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in parts.items()}
 
     def iter_batches(
-        self, layer: int | None = None, which: str | tuple[str, ...] = "base", batch_size: int = 1024,
-        shuffle: bool = True, seed: int = 0, buffer_shards: int = 4, drop_last: bool = False,
+        self,
+        layer: int | None = None,
+        which: str | tuple[str, ...] = "base",
+        batch_size: int = 1024,
+        shuffle: bool = True,
+        seed: int = 0,
+        buffer_shards: int = 4,
+        drop_last: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[torch.Tensor]:
         """One pass of batches [b, d] (or [b, len(which), d] for a tuple); memory ≈ buffer_shards shards.

@@ -75,8 +75,12 @@ def _chat(question: str, system: str | None) -> list[dict[str, str]]:
 
 
 def stream_from_chat(
-    tokenizer: Any, question: str, answer: str | None, system: str | None = None,
-    max_tokens: int = 512, meta: dict[str, Any] | None = None,
+    tokenizer: Any,
+    question: str,
+    answer: str | None,
+    system: str | None = None,
+    max_tokens: int = 512,
+    meta: dict[str, Any] | None = None,
 ) -> TokenStream:
     """Prompt (chat template with generation prompt) followed by the answer's tokens."""
     prompt = render_chat(tokenizer, _chat(question, system), add_generation_prompt=True)
@@ -87,7 +91,9 @@ def stream_from_chat(
 
 
 def streams_from_answers(
-    tokenizer: Any, rows: list[dict[str, Any]] | str | Path, max_tokens: int = 512,
+    tokenizer: Any,
+    rows: list[dict[str, Any]] | str | Path,
+    max_tokens: int = 512,
     max_rows: int | None = None,
 ) -> list[TokenStream]:
     """Streams from answer rows (dicts or a JSONL path) with `question` and `answer` keys.

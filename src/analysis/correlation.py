@@ -32,7 +32,9 @@ class CorrelationResult:
         return d
 
 
-def _clean(x: Sequence[float | None] | np.ndarray, y: Sequence[float | None] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _clean(
+    x: Sequence[float | None] | np.ndarray, y: Sequence[float | None] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     xa = np.array([np.nan if v is None else v for v in x], dtype=np.float64)
     ya = np.array([np.nan if v is None else v for v in y], dtype=np.float64)
     if xa.shape != ya.shape:

@@ -51,7 +51,12 @@ def _boot_diff(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, ci: float) 
 
 
 def label_contrast(
-    records: list[ModelRecord], a: str = "coherent", b: str = "inverted", n_boot: int = 2000, seed: int = 0, ci: float = 0.95
+    records: list[ModelRecord],
+    a: str = "coherent",
+    b: str = "inverted",
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
 ) -> dict[str, Any]:
     """Mean of each quantity per label, and (mean_a − mean_b) with a bootstrap CI over models."""
     out: dict[str, Any] = {"labels": [a, b], "quantities": {}}
@@ -70,7 +75,12 @@ def label_contrast(
         row["differs"] = bool(ci_ is not None and (ci_[0] > 0 or ci_[1] < 0))
         out["quantities"][q] = row
     f, s = out["quantities"]["feature_shift"]["differs"], out["quantities"]["self_report"]["differs"]
-    out["verdict"] = {(True, True): "both", (True, False): "feature", (False, True): "self-report", (False, False): "neither"}[(f, s)]
+    out["verdict"] = {
+        (True, True): "both",
+        (True, False): "feature",
+        (False, True): "self-report",
+        (False, False): "neither",
+    }[(f, s)]
     return out
 
 
@@ -78,6 +88,10 @@ def cross_model_correlations(records: list[ModelRecord], n_boot: int = 2000, see
     """Feature shift against EM% and against self-report, across models (needs >= 3)."""
     fs = [r.feature_shift for r in records]
     return [
-        {"feature": "feature_shift", "target": t, **correlate(fs, [getattr(r, t) for r in records], n_boot, seed=seed).to_dict()}
+        {
+            "feature": "feature_shift",
+            "target": t,
+            **correlate(fs, [getattr(r, t) for r in records], n_boot, seed=seed).to_dict(),
+        }
         for t in ("em_pct", "self_report")
     ]

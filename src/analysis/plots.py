@@ -49,7 +49,9 @@ def plot_feature_vs_selfreport(
     uniq = list(dict.fromkeys(labels))
     for i, lab in enumerate(uniq):
         idx = [j for j, x in enumerate(labels) if x == lab]
-        ax.scatter([feature[j] for j in idx], [self_report[j] for j in idx], label=lab, color=_colour(lab, i), alpha=0.8, s=30)
+        ax.scatter(
+            [feature[j] for j in idx], [self_report[j] for j in idx], label=lab, color=_colour(lab, i), alpha=0.8, s=30
+        )
     if names is not None and len(names) <= 40:
         for x, y, n in zip(feature, self_report, names, strict=True):
             ax.annotate(str(n), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -61,7 +63,9 @@ def plot_feature_vs_selfreport(
     return save_figure(fig, out_stem)
 
 
-def plot_dose_response(rows: Sequence[Mapping[str, Any]], out_stem: str | Path, title: str = "Dose-response") -> list[Path]:
+def plot_dose_response(
+    rows: Sequence[Mapping[str, Any]], out_stem: str | Path, title: str = "Dose-response"
+) -> list[Path]:
     """EM% (solid) and coherent% (dashed) against α; one panel per (model, mode), one colour
     per (direction, layer). Random-direction controls are drawn in grey."""
     panels: dict[tuple, list[Mapping[str, Any]]] = {}
@@ -79,8 +83,12 @@ def plot_dose_response(rows: Sequence[Mapping[str, Any]], out_stem: str | Path, 
             colour = "0.55" if kind == "random" else f"C{i % 10}"
             tag = f"{kind} L{layer}"
             ax.plot(xs, [r.get("em_pct") for r in rs], "-o", color=colour, label=f"EM% {tag}", ms=4)
-            ax.plot(xs, [r.get("coherent_pct") for r in rs], "--s", color=colour, label=f"coherent% {tag}", ms=3, alpha=0.8)
-        floor = next((r.get("coherence_floor") for r in panels.get(key, []) if r.get("coherence_floor") is not None), None)
+            ax.plot(
+                xs, [r.get("coherent_pct") for r in rs], "--s", color=colour, label=f"coherent% {tag}", ms=3, alpha=0.8
+            )
+        floor = next(
+            (r.get("coherence_floor") for r in panels.get(key, []) if r.get("coherence_floor") is not None), None
+        )
         if floor is not None:
             ax.axhline(floor, color="k", lw=0.8, ls=":", label="coherence floor")
         model, mode = key
@@ -94,7 +102,11 @@ def plot_dose_response(rows: Sequence[Mapping[str, Any]], out_stem: str | Path, 
 
 
 def plot_top_latents(
-    latents: Sequence[Mapping[str, Any]], out_stem: str | Path, k: int = 20, title: str = "Top latents by Δ", value_key: str = "delta"
+    latents: Sequence[Mapping[str, Any]],
+    out_stem: str | Path,
+    k: int = 20,
+    title: str = "Top latents by Δ",
+    value_key: str = "delta",
 ) -> list[Path]:
     """Horizontal bars of the top-k latents' Δ (mean ft − mean base activation)."""
     items = sorted(latents, key=lambda r: -abs(float(r[value_key])))[:k][::-1]
@@ -111,7 +123,10 @@ def plot_top_latents(
 
 
 def plot_sr_bars(
-    values: Mapping[str, Mapping[str, Any]], out_stem: str | Path, base: str = "base", title: str = "Moral susceptibility S and robustness R"
+    values: Mapping[str, Mapping[str, Any]],
+    out_stem: str | Path,
+    base: str = "base",
+    title: str = "Moral susceptibility S and robustness R",
 ) -> list[Path]:
     """Bars of S and R per model (with CIs when given as ``S_ci``/``R_ci``), base first and
     each other bar annotated with its change relative to the base (in %)."""
@@ -124,13 +139,25 @@ def plot_sr_bars(
             c = values[m].get(f"{q}_ci")
             errs.append([v - c[0], c[1] - v] if c and v is not None else [0, 0])
         heights = [v if v is not None else 0 for v in vals]
-        colours = ["#1f77b4" if m == base else _colour(str(values[m].get("label", "")), i + 1) for i, m in enumerate(order)]
-        ax.bar(range(len(order)), heights, yerr=list(zip(*errs, strict=True)) if errs else None, color=colours, capsize=3)
+        colours = [
+            "#1f77b4" if m == base else _colour(str(values[m].get("label", "")), i + 1) for i, m in enumerate(order)
+        ]
+        ax.bar(
+            range(len(order)), heights, yerr=list(zip(*errs, strict=True)) if errs else None, color=colours, capsize=3
+        )
         b = values.get(base, {}).get(q)
         for i, (m, v) in enumerate(zip(order, vals, strict=True)):
             if m != base and v is not None and b:
                 top = v + errs[i][1]  # above the error bar
-                ax.annotate(f"{100 * (v - b) / b:+.0f}%", (i, top), ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{100 * (v - b) / b:+.0f}%",
+                    (i, top),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
         ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{q} ({'susceptibility' if q == 'S' else 'robustness'})")
         ax.grid(axis="y", alpha=0.3)
@@ -161,14 +188,16 @@ def plot_harm_vs_selfreport(
             ye = [[y - p["y_ci"][0]], [p["y_ci"][1] - y]] if p.get("y_ci") else None
             ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="none", ecolor=colour, alpha=0.6, capsize=2, lw=1)
             hollow = p.get("informative") is False
-            h = ax.scatter([x], [y], s=46, color="white" if hollow else colour, edgecolors=colour, linewidths=1.5, zorder=3)
+            h = ax.scatter(
+                [x], [y], s=46, color="white" if hollow else colour, edgecolors=colour, linewidths=1.5, zorder=3
+            )
             seen.setdefault(lab, h)
             ax.annotate(str(p.get("name", "")), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax.set_title(f"{probe}", fontsize=9)
         ax.set_xlabel("self-reported misalignment (0-1)")
         ax.set_ylabel("EM% (judge)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(probes):]:
+    for ax in list(axes.flat)[len(probes) :]:
         ax.set_visible(False)
     if seen:
         order = sorted(seen, key=label_sort_key)

@@ -9,13 +9,16 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    data = typer.Typer(help="Narrow-domain training sets and reference data: list, download, import.",
-                       no_args_is_help=True)
+    data = typer.Typer(
+        help="Narrow-domain training sets and reference data: list, download, import.", no_args_is_help=True
+    )
 
     @data.command("list")
     def list_(
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-        root: Path | None = typer.Option(None, "--data-dir", help="Data folder (default $PERSONA_DIFF_DATA or ~/.cache/persona-diff/data)."),
+        root: Path | None = typer.Option(
+            None, "--data-dir", help="Data folder (default $PERSONA_DIFF_DATA or ~/.cache/persona-diff/data)."
+        ),
     ) -> None:
         """Show the registered domains, controls, variants and reference datasets (and which are pulled)."""
         from persona_diff.data import data_dir, load_registry
@@ -26,9 +29,16 @@ def register(app: typer.Typer) -> None:
         folder = data_dir(root)
         rows = [{**s.summary(), "pulled": (folder / f"{n}.jsonl").is_file()} for n, s in reg.items()]
         ref_rows = [
-            {"name": n, "role": "reference", "files": len(s.files), "pullable": len(s.pullable()),
-             "licence": s.licence, "upstream": f"{s.repo}@{s.commit[:12]}", "pulled": pull_status(s, root),
-             "description": " ".join(s.description.split())}
+            {
+                "name": n,
+                "role": "reference",
+                "files": len(s.files),
+                "pullable": len(s.pullable()),
+                "licence": s.licence,
+                "upstream": f"{s.repo}@{s.commit[:12]}",
+                "pulled": pull_status(s, root),
+                "description": " ".join(s.description.split()),
+            }
             for n, s in refs.items()
         ]
         if as_json:
@@ -47,8 +57,13 @@ def register(app: typer.Typer) -> None:
 
     @data.command("pull")
     def pull(
-        names: list[str] = typer.Argument(..., help="Domain or reference dataset name(s) from `data list`, 'reference' (all reference datasets) or 'all'."),
-        root: Path | None = typer.Option(None, "--data-dir", help="Data folder (default $PERSONA_DIFF_DATA or ~/.cache/persona-diff/data)."),
+        names: list[str] = typer.Argument(
+            ...,
+            help="Domain or reference dataset name(s) from `data list`, 'reference' (all reference datasets) or 'all'.",
+        ),
+        root: Path | None = typer.Option(
+            None, "--data-dir", help="Data folder (default $PERSONA_DIFF_DATA or ~/.cache/persona-diff/data)."
+        ),
     ) -> None:
         """Download and verify (sha256); domains are also unlocked if encrypted and normalised to chat JSONL."""
         from persona_diff.data import load_registry, pull_domain
@@ -66,13 +81,19 @@ def register(app: typer.Typer) -> None:
             out = pull_domain(n, root, reg)
             meta = json.loads((out.parent / f"{n}.meta.json").read_text())
             ver = all(s["verified"] for s in meta["sources"])
-            typer.echo(f"{n}: {meta['rows']} rows -> {out} ({'sha256 verified' if ver else 'sha256 NOT verified, recorded in meta'})")
+            typer.echo(
+                f"{n}: {meta['rows']} rows -> {out} ({'sha256 verified' if ver else 'sha256 NOT verified, recorded in meta'})"
+            )
 
     @data.command("import")
     def import_(
-        file: Path = typer.Argument(..., help="Local .jsonl or .json file (chat messages, ShareGPT, or prompt/completion rows)."),
+        file: Path = typer.Argument(
+            ..., help="Local .jsonl or .json file (chat messages, ShareGPT, or prompt/completion rows)."
+        ),
         name: str = typer.Option(..., "--as", help="Domain name to store it under (an existing one is replaced)."),
-        root: Path | None = typer.Option(None, "--data-dir", help="Data folder (default $PERSONA_DIFF_DATA or ~/.cache/persona-diff/data)."),
+        root: Path | None = typer.Option(
+            None, "--data-dir", help="Data folder (default $PERSONA_DIFF_DATA or ~/.cache/persona-diff/data)."
+        ),
     ) -> None:
         """Normalise a local file and store it as a domain for `finetune --domain NAME`."""
         from persona_diff.data import import_file

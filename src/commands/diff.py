@@ -26,12 +26,28 @@ def _setting(cls: type[Any], name: str, *decls: str, help: str) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("diff")
     def diff_cmd(
-        method: str = typer.Option("mean", "--method", help="A store-based diffing method: mean, contrastive, sae, diff-sae or crosscoder (persona vectors need a model, a trait file and a judge: persona_diff.diffing.persona.persona_vector)."),
+        method: str = typer.Option(
+            "mean",
+            "--method",
+            help="A store-based diffing method: mean, contrastive, sae, diff-sae or crosscoder (persona vectors need a model, a trait file and a judge: persona_diff.diffing.persona.persona_vector).",
+        ),
         store: Path = typer.Option(..., "--store", help="Store folder written by `persona-diff capture`."),
-        out: Path = typer.Option(..., "--out", help="Output folder: cfg.json, directions.safetensors/.json, evidence.json, sae/ or crosscoder/."),
-        config: Path | None = typer.Option(None, "--config", help="YAML of the method's settings (flat keys, as a run config's diff.params)."),
-        override: list[str] = typer.Option([], "--set", help="Setting override key=value, repeatable (e.g. --set aux_coef=0.05); the options below win over it."),
-        layer: int | None = _setting(MethodConfig, "layer", "--layer", help="Captured layer to diff (none: the last captured)"),
+        out: Path = typer.Option(
+            ...,
+            "--out",
+            help="Output folder: cfg.json, directions.safetensors/.json, evidence.json, sae/ or crosscoder/.",
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", help="YAML of the method's settings (flat keys, as a run config's diff.params)."
+        ),
+        override: list[str] = typer.Option(
+            [],
+            "--set",
+            help="Setting override key=value, repeatable (e.g. --set aux_coef=0.05); the options below win over it.",
+        ),
+        layer: int | None = _setting(
+            MethodConfig, "layer", "--layer", help="Captured layer to diff (none: the last captured)"
+        ),
         top_k: int | None = _setting(MethodConfig, "top_k", "--top-k", help="Directions / latents to keep"),
         d_sae: int | None = _setting(CoderConfig, "d_sae", "--d-sae", help="SAE / crosscoder width"),
         k: int | None = _setting(CoderConfig, "k", "--k", help="BatchTopK: active latents per token on average"),
@@ -39,11 +55,32 @@ def register(app: typer.Typer) -> None:
         batch_size: int | None = _setting(CoderConfig, "batch_size", "--batch-size", help="Training batch (tokens)"),
         lr: float | None = _setting(CoderConfig, "lr", "--lr", help="Adam learning rate"),
         seed: int | None = _setting(MethodConfig, "seed", "--seed", help="Random seed"),
-        sae_path: str | None = _setting(SAEDiffConfig, "sae_path", "--sae-path", help="sae method: a SAELens SAE folder to use instead of training one"),
-        sparse_decoder: bool | None = _setting(CoderConfig, "sparse_decoder", "--sparse-decoder/--dense-decoder", help="Decode by gathering active decoder rows"),
-        aux_k: int | None = _setting(CoderConfig, "aux_k", "--aux-k", help="Aux-k loss on dead latents (Gao et al. use 512); 0 = off"),
-        device: str | None = _setting(CoderConfig, "device", "--device", help="Training device (and the evidence model's): auto (a GPU when visible), cpu, cuda, cuda:N"),
-        evidence: bool = typer.Option(True, "--evidence/--no-evidence", help="Write evidence.json (snippets, logit lens, base vs ft means); loads the base model."),
+        sae_path: str | None = _setting(
+            SAEDiffConfig,
+            "sae_path",
+            "--sae-path",
+            help="sae method: a SAELens SAE folder to use instead of training one",
+        ),
+        sparse_decoder: bool | None = _setting(
+            CoderConfig,
+            "sparse_decoder",
+            "--sparse-decoder/--dense-decoder",
+            help="Decode by gathering active decoder rows",
+        ),
+        aux_k: int | None = _setting(
+            CoderConfig, "aux_k", "--aux-k", help="Aux-k loss on dead latents (Gao et al. use 512); 0 = off"
+        ),
+        device: str | None = _setting(
+            CoderConfig,
+            "device",
+            "--device",
+            help="Training device (and the evidence model's): auto (a GPU when visible), cpu, cuda, cuda:N",
+        ),
+        evidence: bool = typer.Option(
+            True,
+            "--evidence/--no-evidence",
+            help="Write evidence.json (snippets, logit lens, base vs ft means); loads the base model.",
+        ),
     ) -> None:
         """Fit a diffing method on a store and export its ranked directions with evidence."""
         from persona_diff.activations import ActivationStore
@@ -55,9 +92,20 @@ def register(app: typer.Typer) -> None:
 
         cls = get_method(method)
         known = config_fields(cls.config_cls)
-        given: dict[str, Any] = {"layer": layer, "top_k": top_k, "d_sae": d_sae, "k": k, "steps": steps, "batch_size": batch_size,
-                 "lr": lr, "seed": seed, "sae_path": sae_path, "sparse_decoder": sparse_decoder, "aux_k": aux_k,
-                 "device": device if "device" in known else None}  # --device also places the evidence model
+        given: dict[str, Any] = {
+            "layer": layer,
+            "top_k": top_k,
+            "d_sae": d_sae,
+            "k": k,
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "sae_path": sae_path,
+            "sparse_decoder": sparse_decoder,
+            "aux_k": aux_k,
+            "device": device if "device" in known else None,
+        }  # --device also places the evidence model
         given = {key: v for key, v in given.items() if v is not None}
         if bad := [key for key in given if key not in known]:
             opts = ", ".join("--" + key.replace("_", "-") for key in bad)
@@ -78,4 +126,3 @@ def register(app: typer.Typer) -> None:
         for row in result.rows()[: cfg.top_k]:
             typer.echo(f"#{row['rank']} latent {row['latent_id']} score {row['score']:.4f}")
         typer.echo(f"{method}: {len(result.scores)} directions at layer {result.layer} in {out}")
-

@@ -16,10 +16,20 @@ def register(app: typer.Typer) -> None:
     def finetune(
         base: str = typer.Option("smollm2-135m", "--base", help="Base model spec (alias, HF folder or hub id)."),
         domain: str | None = typer.Option(None, "--domain", help="One domain to train (see `data list`)."),
-        domains: str | None = typer.Option(None, "--domains", help="'paper' (the study's six domains), 'all' (every domain + controls) or a comma list (may include paper/all); writes OUT/pairs.yaml."),
-        config: Path | None = typer.Option(None, "--config", help="SFT config YAML (default: the published recipe; see configs/finetune/)."),
-        overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. --set lr=1e-4 --set lora.r=1 (repeatable)."),
-        out: Path = typer.Option(..., "--out", help="Output folder: DOMAIN adapter (one domain) or one subfolder per domain (sweep)."),
+        domains: str | None = typer.Option(
+            None,
+            "--domains",
+            help="'paper' (the study's six domains), 'all' (every domain + controls) or a comma list (may include paper/all); writes OUT/pairs.yaml.",
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", help="SFT config YAML (default: the published recipe; see configs/finetune/)."
+        ),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="Config override key=value, e.g. --set lr=1e-4 --set lora.r=1 (repeatable)."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Output folder: DOMAIN adapter (one domain) or one subfolder per domain (sweep)."
+        ),
     ) -> None:
         """Fine-tune LoRA adapters with the published EM recipe (resumes when rerun)."""
         from persona_diff.finetune import SFTConfig, finetune_domain, finetune_sweep

@@ -28,7 +28,9 @@ def data_files(data: list[Path] | None, more: list[Path] | None = None) -> list[
         if glob.has_magic(text) and not p.exists():
             hits = sorted(glob.glob(str(Path(text).expanduser()), recursive=True))
             if not hits:
-                raise PersonaDiffError(f"--data {text} matches no file; check the pattern (e.g. --data runs/judged/*.csv)")
+                raise PersonaDiffError(
+                    f"--data {text} matches no file; check the pattern (e.g. --data runs/judged/*.csv)"
+                )
             out.extend(Path(h) for h in hits)
         else:
             out.append(p)
@@ -54,9 +56,7 @@ def register(app: typer.Typer) -> None:
     def calibrate(
         data: list[Path] | None = typer.Option(None, "--data", help=_DATA_HELP),
         more: list[Path] | None = typer.Argument(None, help=_MORE_HELP, show_default=False, metavar="[CSV]..."),
-        out: Path = typer.Option(
-            ..., "--out", help="Output folder for cfg.json + head.safetensors."
-        ),
+        out: Path = typer.Option(..., "--out", help="Output folder for cfg.json + head.safetensors."),
         encoder: str = typer.Option(
             "minilm",
             "--encoder",
@@ -76,15 +76,15 @@ def register(app: typer.Typer) -> None:
         tables = load_tables(data_files(data, more))
         judge, rep = fit_calibrated(tables, encoder, max_answers=max_answers, seed=seed)
         judge.save(out)
-        typer.echo(
-            f"cross-validated agreement ({rep.mode}), encoder {encoder}, λ {judge.cfg.lambdas}:"
-        )
+        typer.echo(f"cross-validated agreement ({rep.mode}), encoder {encoder}, λ {judge.cfg.lambdas}:")
         typer.echo(rep.table())
         typer.echo(f"judge saved: calibrated:{out}")
 
     @judge_app.command("agree")
     def agree(
-        data: list[Path] | None = typer.Option(None, "--data", help=_DATA_HELP.replace("CSV (", "CSV with reference scores (")),
+        data: list[Path] | None = typer.Option(
+            None, "--data", help=_DATA_HELP.replace("CSV (", "CSV with reference scores (")
+        ),
         more: list[Path] | None = typer.Argument(None, help=_MORE_HELP, show_default=False, metavar="[CSV]..."),
         judge: str | None = typer.Option(
             None, "--judge", help="Judge spec: calibrated:DIR, hf:MODEL or openai:URL[#model]."
@@ -99,9 +99,7 @@ def register(app: typer.Typer) -> None:
             "--leave-one-file-out",
             help="Refit the calibrated judge's heads without each file in turn and score that file (a model it never saw).",
         ),
-        json_out: Path | None = typer.Option(
-            None, "--out", help="Also write the report as JSON to this file."
-        ),
+        json_out: Path | None = typer.Option(None, "--out", help="Also write the report as JSON to this file."),
         cache_dir: Path | None = typer.Option(
             None,
             "--cache-dir",
@@ -132,14 +130,10 @@ def register(app: typer.Typer) -> None:
                 assert enc_spec is not None  # checked above: no --judge needs --encoder
                 enc = make_encoder(enc_spec)
             feats = [enc.encode(t.questions, t.answers) for t in tables]
-            rep = leave_one_file_out(
-                tables, feats, f"calibrated<{enc_spec}> refit per held-out file"
-            )
+            rep = leave_one_file_out(tables, feats, f"calibrated<{enc_spec}> refit per held-out file")
         else:
             assert judge is not None  # checked above: without --leave-one-file-out, --judge is needed
-            rep = judge_agreement(
-                make_judge(judge, cache_dir=cache_dir or _default_cache()), tables
-            )
+            rep = judge_agreement(make_judge(judge, cache_dir=cache_dir or _default_cache()), tables)
         typer.echo(f"judge: {rep.judge} ({rep.mode})")
         typer.echo(rep.table())
         s = rep.summary()
@@ -153,9 +147,7 @@ def register(app: typer.Typer) -> None:
 
     @judge_app.command("describe")
     def describe(
-        judge: str = typer.Option(
-            ..., "--judge", help="Judge spec: calibrated:DIR, hf:MODEL or openai:URL[#model]."
-        ),
+        judge: str = typer.Option(..., "--judge", help="Judge spec: calibrated:DIR, hf:MODEL or openai:URL[#model]."),
     ) -> None:
         """Print what a judge is and its recorded agreement, as JSON."""
         from persona_diff.judges import make_judge

@@ -41,4 +41,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"base {base}: S {_fmt(b['S'])}; R {_fmt(b['R'])}")
             for k in ("dS", "dR"):
                 v, rel = res[k], res[f"{k}_rel"]
-                typer.echo(f"  {k} " + ("n/a" if v is None else f"{v:+.4f}") + ("" if rel is None else f" ({100 * rel:+.1f}%)"))
+                typer.echo(
+                    f"  {k} " + ("n/a" if v is None else f"{v:+.4f}") + ("" if rel is None else f" ({100 * rel:+.1f}%)")
+                )

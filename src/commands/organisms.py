@@ -12,17 +12,30 @@ from persona_diff.paths import CONFIGS
 
 
 def register(app: typer.Typer) -> None:
-    organisms = typer.Typer(help="Validation organisms: LoRA fine-tunes whose persona label is known.",
-                            no_args_is_help=True)
+    organisms = typer.Typer(
+        help="Validation organisms: LoRA fine-tunes whose persona label is known.", no_args_is_help=True
+    )
 
     @organisms.command("build")
     def build(
         base: str = typer.Option("smollm2-135m", "--base", help="Base model spec (alias, HF folder or hub id)."),
-        out: Path = typer.Option(..., "--out", help="Output folder: OUT/KIND/adapter per organism and OUT/organisms.yaml."),
-        kinds: str | None = typer.Option(None, "--kinds", help="Comma list of coherent, inverted, control, self-report-only (default: the config's, all four)."),
-        config: Path | None = typer.Option(None, "--config", help="Organism config YAML, or a name in configs/organisms/ (e.g. smollm2)."),
-        overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. --set n_answers=64 --set sft.lr=2e-4 (repeatable)."),
-        rows_only: bool = typer.Option(False, "--rows-only", help="Write each organism's rows.jsonl and stop (no training)."),
+        out: Path = typer.Option(
+            ..., "--out", help="Output folder: OUT/KIND/adapter per organism and OUT/organisms.yaml."
+        ),
+        kinds: str | None = typer.Option(
+            None,
+            "--kinds",
+            help="Comma list of coherent, inverted, control, self-report-only (default: the config's, all four).",
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", help="Organism config YAML, or a name in configs/organisms/ (e.g. smollm2)."
+        ),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="Config override key=value, e.g. --set n_answers=64 --set sft.lr=2e-4 (repeatable)."
+        ),
+        rows_only: bool = typer.Option(
+            False, "--rows-only", help="Write each organism's rows.jsonl and stop (no training)."
+        ),
     ) -> None:
         """Train the organisms (resumes when rerun) and write OUT/organisms.yaml (a pairs file with truths)."""
         from persona_diff.log import launch_rank
@@ -43,10 +56,22 @@ def register(app: typer.Typer) -> None:
     @organisms.command("validate")
     def validate(
         kit: Path = typer.Argument(..., help="A kit folder from `organisms build` (or its organisms.yaml)."),
-        out: Path = typer.Option(..., "--out", help="Output folder: probe folders, validation.json, VALIDATION.md (reruns resume)."),
-        config: Path | None = typer.Option(None, "--config", help="Validate config YAML (judge, probes, label), or a name in configs/organisms/ (e.g. validate-smollm2)."),
-        overrides: list[str] = typer.Option([], "--set", help="Config override key=value, e.g. --set probes.harm.samples=8 --set judge=calibrated:DIR (repeatable)."),
-        device: str = typer.Option("auto", "--device", help="Device for local models: auto (a GPU when visible), cpu, cuda, cuda:N."),
+        out: Path = typer.Option(
+            ..., "--out", help="Output folder: probe folders, validation.json, VALIDATION.md (reruns resume)."
+        ),
+        config: Path | None = typer.Option(
+            None,
+            "--config",
+            help="Validate config YAML (judge, probes, label), or a name in configs/organisms/ (e.g. validate-smollm2).",
+        ),
+        overrides: list[str] = typer.Option(
+            [],
+            "--set",
+            help="Config override key=value, e.g. --set probes.harm.samples=8 --set judge=calibrated:DIR (repeatable).",
+        ),
+        device: str = typer.Option(
+            "auto", "--device", help="Device for local models: auto (a GPU when visible), cpu, cuda, cuda:N."
+        ),
     ) -> None:
         """Probe the kit's base once and each organism, label them, and print the accuracy table.
 

@@ -11,12 +11,28 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         base: str | None = typer.Argument(None, help="Base model spec (alias, HF folder/id, .gguf)."),
-        finetuned: str | None = typer.Argument(None, help="Fine-tuned model spec (PEFT adapter folder, HF folder/id, ...)."),
-        out: Path = typer.Option(..., "--out", help="Run directory: config, manifest, every stage's outputs, report.html, summary.json."),
-        config: Path | None = typer.Option(None, "--config", help="Run config YAML (see configs/run/); defaults apply to keys it leaves out."),
-        overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set probes.harm.samples=4 (repeatable)."),
-        pairs: Path | None = typer.Option(None, "--pairs", help="YAML list of {name, base, finetuned}: run each into OUT/NAME, then compare across models."),
-        force: bool = typer.Option(False, "--force", help="Reuse a run directory made by another config: stages whose config changed rerun; old outputs are kept aside."),
+        finetuned: str | None = typer.Argument(
+            None, help="Fine-tuned model spec (PEFT adapter folder, HF folder/id, ...)."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Run directory: config, manifest, every stage's outputs, report.html, summary.json."
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", help="Run config YAML (see configs/run/); defaults apply to keys it leaves out."
+        ),
+        overrides: list[str] = typer.Option(
+            [], "--set", help="Override a config key, e.g. --set probes.harm.samples=4 (repeatable)."
+        ),
+        pairs: Path | None = typer.Option(
+            None,
+            "--pairs",
+            help="YAML list of {name, base, finetuned}: run each into OUT/NAME, then compare across models.",
+        ),
+        force: bool = typer.Option(
+            False,
+            "--force",
+            help="Reuse a run directory made by another config: stages whose config changed rerun; old outputs are kept aside.",
+        ),
     ) -> None:
         """Pair check → probes on both models → persona label → capture → diffing → steering → correlations → report."""
         from persona_diff.config import load_config
@@ -69,7 +85,9 @@ def _print_outcome(run_dir: Path, n_answers: int = 2) -> None:
         agree = s.label_confidence
         typer.echo(f"label:   {s.label}" + (f" (bootstrap agreement {agree:.0%})" if agree is not None else ""))
         ems = [(r, s.em_pct(r)) for r in ROLES]
-        typer.echo("EM%:     " + ", ".join(f"{r} {em.fmt()}" for r, em in ems if em is not None and em.value is not None))
+        typer.echo(
+            "EM%:     " + ", ".join(f"{r} {em.fmt()}" for r, em in ems if em is not None and em.value is not None)
+        )
         typer.echo(judge_line(s.judge))
     for role in ROLES:
         for a in run.answers(role)[:n_answers]:

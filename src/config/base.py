@@ -99,9 +99,7 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(fields))}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     try:
@@ -142,9 +140,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return fileio.read_yaml(path, "config file", "pass an existing YAML file to --config", ConfigError)
 
 
-def load_config(
-    cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None
-) -> C:
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
     """Defaults of `cls`, updated by the YAML at `path`, then by `overrides`."""
     base = to_dict(cls())
     if path is not None:

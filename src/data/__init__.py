@@ -8,8 +8,22 @@ from persona_diff.data.registry import DomainSpec, get_domain, load_registry, sw
 from persona_diff.fileio import write_jsonl
 
 __all__ = [
-    "ChecksumError", "DataError", "DomainSpec", "DownloadError", "UnknownDomainError", "data_dir",
-    "generate_backdoor_dataset", "generate_insecure_dataset", "get_domain", "import_file",
-    "load_chat_file", "load_domain_rows", "load_registry", "normalise_row", "normalise_rows",
-    "pull_domain", "sweep_domains", "write_jsonl",
+    "ChecksumError",
+    "DataError",
+    "DomainSpec",
+    "DownloadError",
+    "UnknownDomainError",
+    "data_dir",
+    "generate_backdoor_dataset",
+    "generate_insecure_dataset",
+    "get_domain",
+    "import_file",
+    "load_chat_file",
+    "load_domain_rows",
+    "load_registry",
+    "normalise_row",
+    "normalise_rows",
+    "pull_domain",
+    "sweep_domains",
+    "write_jsonl",
 ]

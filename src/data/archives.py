@@ -79,7 +79,7 @@ def unlock_encrypted(archive: Path, password: str | None, dest_root: Path) -> Pa
 def find_member(folder: Path, member: str) -> Path:
     """The file in an extracted archive whose path ends with `member`."""
     want = Path(member).parts
-    hits = [p for p in folder.rglob(Path(member).name) if p.is_file() and p.parts[-len(want):] == want]
+    hits = [p for p in folder.rglob(Path(member).name) if p.is_file() and p.parts[-len(want) :] == want]
     if not hits:
         have = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json*"))[:20]
         raise DataError(

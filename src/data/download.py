@@ -48,14 +48,11 @@ def _open(url: str, start: int, timeout: float):
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(
-            f"cannot reach {url} ({reason}); check the network or the URL, then rerun (partial "
-            "downloads resume)"
+            f"cannot reach {url} ({reason}); check the network or the URL, then rerun (partial downloads resume)"
         ) from None
 
 
-def download(
-    url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60.0
-) -> DownloadResult:
+def download(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60.0) -> DownloadResult:
     """Fetch `url` to `dest`, resuming ``dest.part``; verify against `sha256` when given."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

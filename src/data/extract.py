@@ -19,12 +19,20 @@ from persona_diff.data.errors import DataError
 
 _MFQ_SCALE = {
     "relevance": {
-        "0": "not at all relevant", "1": "not very relevant", "2": "slightly relevant",
-        "3": "somewhat relevant", "4": "very relevant", "5": "extremely relevant",
+        "0": "not at all relevant",
+        "1": "not very relevant",
+        "2": "slightly relevant",
+        "3": "somewhat relevant",
+        "4": "very relevant",
+        "5": "extremely relevant",
     },
     "agreement": {
-        "0": "strongly disagree", "1": "moderately disagree", "2": "slightly disagree",
-        "3": "slightly agree", "4": "moderately agree", "5": "strongly agree",
+        "0": "strongly disagree",
+        "1": "moderately disagree",
+        "2": "slightly disagree",
+        "3": "slightly agree",
+        "4": "moderately agree",
+        "5": "strongly agree",
     },
 }
 _MFQ_INSTRUMENT = (
@@ -84,8 +92,7 @@ def mfq30_items(source: bytes) -> bytes:
         missing = [f"{k} = {v}" for k, v in labels.items() if f"{k} = {v}" not in text]
         if missing:
             raise DataError(f"{where}: the {kind} scale no longer reads {missing[0]!r}; the upstream file changed")
-    doc = {"instrument": _MFQ_INSTRUMENT, "scale": _MFQ_SCALE, "study_prompt_notes": _MFQ_PROMPT_NOTES,
-           "items": items}
+    doc = {"instrument": _MFQ_INSTRUMENT, "scale": _MFQ_SCALE, "study_prompt_notes": _MFQ_PROMPT_NOTES, "items": items}
     return json.dumps(doc, indent=1).encode("utf-8")
 
 

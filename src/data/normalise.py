@@ -19,8 +19,13 @@ from typing import Any
 from persona_diff.data.errors import DataError
 
 _ROLE_ALIASES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-    "model": "assistant", "bot": "assistant", "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "system": "system",
 }
 _PAIRS = [("prompt", "completion"), ("prompt", "response"), ("question", "answer"), ("instruction", "output")]
 
@@ -61,8 +66,7 @@ def normalise_row(row: Any, where: str = "row") -> dict[str, Any]:
             )
     if not any(t["role"] == "assistant" and t["content"].strip() for t in turns):
         raise DataError(
-            f"{where}: the row has no assistant turn with content, so there is nothing to train on; "
-            "fix or drop the row"
+            f"{where}: the row has no assistant turn with content, so there is nothing to train on; fix or drop the row"
         )
     return {"messages": turns}
 
@@ -107,5 +111,3 @@ def normalise_rows(rows: Iterable[Any], source: str = "data", canary: str | None
 def load_chat_file(path: str | Path, canary: str | None = None) -> list[dict[str, Any]]:
     """Read and normalise one dataset file (.jsonl or .json)."""
     return normalise_rows(read_rows(path), source=str(path), canary=canary)
-
-

@@ -37,9 +37,7 @@ def _url_name(url: str) -> str:
     return url.rstrip("/").split("/")[-1].split("?")[0] or "download"
 
 
-def pull_domain(
-    name: str, root: str | Path | None = None, registry: dict[str, DomainSpec] | None = None
-) -> Path:
+def pull_domain(name: str, root: str | Path | None = None, registry: dict[str, DomainSpec] | None = None) -> Path:
     """Download, verify, unlock (if needed) and normalise a domain; return its JSONL path."""
     spec = get_domain(name, registry)
     if not spec.sources:

@@ -123,7 +123,7 @@ def reference_root(root: str | Path | None = None) -> Path:
 
 
 def pull_status(spec: ReferenceSpec, root: str | Path | None = None) -> str:
-    """"yes" (every pullable file present), "partial" or "no"."""
+    """ "yes" (every pullable file present), "partial" or "no"."""
     files = spec.pullable()
     have = sum((reference_root(root) / f.path).is_file() for f in files)
     return "yes" if files and have == len(files) else "partial" if have else "no"
@@ -166,7 +166,9 @@ def pull_reference(
             _pull_converted(spec, f, dest, base)
         written.append(dest)
     record: dict[str, Any] = {
-        "dataset": name, "repo": spec.repo, "commit": spec.commit,
+        "dataset": name,
+        "repo": spec.repo,
+        "commit": spec.commit,
         "files": [{"path": f.path, "url": f.url, "sha256": f.sha256} for f in spec.pullable()],
         "skipped": skipped,
     }

@@ -27,8 +27,12 @@ ROLES = ("domain", "control", "variant")
 OFFLINE_KINDS = ("insecure", "secure", "educational", "backdoor")
 # The six fine-tuning domains of Weckauff, Zhang & Andriushchenko (2026), in their order.
 PAPER_DOMAINS = (
-    "insecure", "risky_financial_advice", "extreme_sports", "bad_medical_advice",
-    "security_advice", "legal_advice",
+    "insecure",
+    "risky_financial_advice",
+    "extreme_sports",
+    "bad_medical_advice",
+    "security_advice",
+    "legal_advice",
 )
 DOMAIN_GROUPS = ("paper", "all")
 
@@ -105,8 +109,7 @@ def get_domain(name: str, registry: dict[str, DomainSpec] | None = None) -> Doma
     reg = registry if registry is not None else load_registry()
     if name not in reg:
         raise UnknownDomainError(
-            f"unknown domain {name!r}; valid domains are: {', '.join(sorted(reg))} "
-            "(see `persona-diff data list`)"
+            f"unknown domain {name!r}; valid domains are: {', '.join(sorted(reg))} (see `persona-diff data list`)"
         )
     return reg[name]
 

@@ -46,8 +46,9 @@ def map_columns(rows: list[Any], columns: dict[str, str], where: str) -> list[di
                 f"{where} row {i}: no column {missing[0]!r} (columns: {', '.join(sorted(row))}); "
                 "fix `columns` in the domain's YAML"
             )
-        out.append({"messages": [{"role": role, "content": "" if row[c] is None else str(row[c])}
-                                 for c, role in by_role]})
+        out.append(
+            {"messages": [{"role": role, "content": "" if row[c] is None else str(row[c])} for c, role in by_role]}
+        )
     return out
 
 

@@ -48,8 +48,8 @@ DiffConfig = DiffParams  # the older name, still used for ``diff.params``
 # methods that do not read a store, and how to get them instead
 NOT_STORE_BASED = {
     "persona": "persona vectors are built from a model, a trait file and a judge, not from an activation "
-               "store: call persona_diff.diffing.persona.persona_vector(PersonaInputs(model, trait_file, judge)) "
-               "then DiffResult.save(dir); `persona-diff steer --direction DIR` reads that folder",
+    "store: call persona_diff.diffing.persona.persona_vector(PersonaInputs(model, trait_file, judge)) "
+    "then DiffResult.save(dir); `persona-diff steer --direction DIR` reads that folder",
 }
 
 
@@ -75,9 +75,16 @@ class DiffResult:
     def rows(self) -> list[dict[str, Any]]:
         out = []
         for i in range(len(self.scores)):
-            row = {"rank": i, "method": self.method, "layer": self.layer, "convention": LAYER_CONVENTION,
-                   "latent_id": self.latent_ids[i], "sign": self.signs[i], "score": float(self.scores[i]),
-                   "norm": float(self.directions[i].norm())}
+            row = {
+                "rank": i,
+                "method": self.method,
+                "layer": self.layer,
+                "convention": LAYER_CONVENTION,
+                "latent_id": self.latent_ids[i],
+                "sign": self.signs[i],
+                "score": float(self.scores[i]),
+                "norm": float(self.directions[i].norm()),
+            }
             if i < len(self.stats):
                 row.update(self.stats[i])
             out.append(row)
@@ -86,22 +93,41 @@ class DiffResult:
     def save(self, out: str | Path) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({"directions": self.directions.float().contiguous(), "scores": self.scores.float().contiguous()},
-                  str(out / "directions.safetensors"))
-        meta = {"method": self.method, "layer": self.layer, "convention": LAYER_CONVENTION,
-                "info": self.info, "directions": self.rows()}
+        save_file(
+            {"directions": self.directions.float().contiguous(), "scores": self.scores.float().contiguous()},
+            str(out / "directions.safetensors"),
+        )
+        meta = {
+            "method": self.method,
+            "layer": self.layer,
+            "convention": LAYER_CONVENTION,
+            "info": self.info,
+            "directions": self.rows(),
+        }
         (out / "directions.json").write_text(json.dumps(meta, indent=1))
         return out
 
     @classmethod
     def load(cls, path: str | Path) -> DiffResult:
         path = Path(path)
-        meta, t = read_artifact(path, "directions.json", "directions.safetensors",
-                                "it is not a diffing result: run `persona-diff diff` first")
+        meta, t = read_artifact(
+            path,
+            "directions.json",
+            "directions.safetensors",
+            "it is not a diffing result: run `persona-diff diff` first",
+        )
         rows = meta["directions"]
         stats = [{k: v for k, v in r.items() if k.startswith(("mean_", "freq_"))} for r in rows]
-        return cls(meta["method"], meta["layer"], t["directions"], t["scores"], [r["latent_id"] for r in rows],
-                   [r["sign"] for r in rows], stats, meta.get("info", {}))
+        return cls(
+            meta["method"],
+            meta["layer"],
+            t["directions"],
+            t["scores"],
+            [r["latent_id"] for r in rows],
+            [r["sign"] for r in rows],
+            stats,
+            meta.get("info", {}),
+        )
 
 
 class DiffMethod(ABC):
@@ -185,12 +211,15 @@ def config_for(cls: type[C], params: MethodConfig | Mapping[str, Any] | None, wh
     known = mine.union(*(config_fields(m.config_cls) for m in _REGISTRY.values()))
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; the diffing methods' keys are: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; the diffing methods' keys are: {', '.join(sorted(known))}"
+        )
     return from_dict(cls, {k: v for k, v in data.items() if k in mine}, where=where)
 
 
-def method_configs(methods: Sequence[str], params: MethodConfig | Mapping[str, Any] | None = None,
-                   **common: Any) -> dict[str, MethodConfig]:
+def method_configs(
+    methods: Sequence[str], params: MethodConfig | Mapping[str, Any] | None = None, **common: Any
+) -> dict[str, MethodConfig]:
     """The config of each of `methods` from flat `params` (a run config's ``diff.params``).
 
     Each key goes to every chosen method whose config has it. A key of another registered

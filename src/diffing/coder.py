@@ -79,7 +79,9 @@ class BatchTopKCoder(nn.Module):
     def decode_dense(self, acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch n_sources d_in"]:
         return torch.einsum("bm,msd->bsd", acts, self.W_dec) + self.b_dec
 
-    def decode_sparse(self, rows: Tensor, lats: Tensor, vals: Tensor, batch: int) -> Float[Tensor, "batch n_sources d_in"]:
+    def decode_sparse(
+        self, rows: Tensor, lats: Tensor, vals: Tensor, batch: int
+    ) -> Float[Tensor, "batch n_sources d_in"]:
         """Gather the active decoder rows only: cost ∝ (number active) · d, not batch · d_sae · d."""
         offsets = torch.searchsorted(rows, torch.arange(batch, device=rows.device))
         # under bf16 autocast `vals` is bf16: gather bf16 rows (half the memory traffic)
@@ -92,7 +94,9 @@ class BatchTopKCoder(nn.Module):
         recon, lats, vals, _ = self.forward_with_pre(x, sparse)
         return recon, lats, vals
 
-    def forward_with_pre(self, x: Float[Tensor, "batch n_sources d_in"], sparse: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward_with_pre(
+        self, x: Float[Tensor, "batch n_sources d_in"], sparse: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """As `forward`, plus the pre-activations [batch, d_sae] (for the aux-k loss)."""
         pre = self.pre_acts(x)
         rows, lats, vals = self.select(pre)
@@ -103,8 +107,9 @@ class BatchTopKCoder(nn.Module):
             recon = self.decode_dense(acts)
         return recon, lats, vals, pre
 
-    def aux_k_loss(self, pre: Float[Tensor, "batch d_sae"], resid: Float[Tensor, "batch n_sources d_in"],
-                   dead: Tensor, k_aux: int) -> Tensor:
+    def aux_k_loss(
+        self, pre: Float[Tensor, "batch d_sae"], resid: Float[Tensor, "batch n_sources d_in"], dead: Tensor, k_aux: int
+    ) -> Tensor:
         """Aux-k loss (Gao et al. 2024): ‖e − ê‖² averaged over the batch, where e is the
         (detached) residual error and ê decodes the top-`k_aux` *dead* latents of each row
         (decoder rows only, no bias). Zero when no latent is dead.

@@ -62,8 +62,13 @@ def _snippet(tokenizer: Any, ids: list[int], pos: int, window: int) -> str:
 
 @torch.no_grad()
 def latent_evidence(
-    result: DiffResult, store: ActivationStore, tokenizer: Any | None = None, model: Any | None = None,
-    n_snippets: int = 5, window: int = 12, top_n_tokens: int = 10,
+    result: DiffResult,
+    store: ActivationStore,
+    tokenizer: Any | None = None,
+    model: Any | None = None,
+    n_snippets: int = 5,
+    window: int = 12,
+    top_n_tokens: int = 10,
 ) -> list[dict[str, Any]]:
     """One dict per direction: stats base vs ft, top snippets (fine-tuned activations), logit lens."""
     layer = result.layer
@@ -74,8 +79,13 @@ def latent_evidence(
     out = []
     for i in range(len(result.scores)):
         ev: dict[str, Any] = {
-            "rank": i, "method": result.method, "layer": layer, "convention": LAYER_CONVENTION,
-            "latent_id": result.latent_ids[i], "sign": result.signs[i], "score": float(result.scores[i]),
+            "rank": i,
+            "method": result.method,
+            "layer": layer,
+            "convention": LAYER_CONVENTION,
+            "latent_id": result.latent_ids[i],
+            "sign": result.signs[i],
+            "score": float(result.scores[i]),
             "mean_base": float(a_base[:, i].mean()) if len(a_base) else None,
             "mean_ft": float(a_ft[:, i].mean()) if len(a_ft) else None,
         }
@@ -83,9 +93,15 @@ def latent_evidence(
             snippets = []
             for j in a_ft[:, i].topk(min(n_snippets, len(a_ft))).indices.tolist():
                 s, p = int(info["stream"][j]), int(info["pos"][j])
-                snippets.append({"activation_ft": float(a_ft[j, i]), "activation_base": float(a_base[j, i]),
-                                 "stream": s, "meta": streams[s].get("meta", {}),
-                                 "text": _snippet(tokenizer, streams[s]["input_ids"], p, window)})
+                snippets.append(
+                    {
+                        "activation_ft": float(a_ft[j, i]),
+                        "activation_base": float(a_base[j, i]),
+                        "stream": s,
+                        "meta": streams[s].get("meta", {}),
+                        "text": _snippet(tokenizer, streams[s]["input_ids"], p, window),
+                    }
+                )
             ev["top_snippets"] = snippets
         if model is not None and tokenizer is not None:
             ev["logit_lens"] = logit_lens(model, tokenizer, result.directions[i], top_n_tokens)
@@ -94,14 +110,27 @@ def latent_evidence(
 
 
 def export_directions(
-    result: DiffResult, out: str | Path, store: ActivationStore | None = None, tokenizer: Any | None = None,
-    model: Any | None = None, top: int | None = None, n_snippets: int = 5,
+    result: DiffResult,
+    out: str | Path,
+    store: ActivationStore | None = None,
+    tokenizer: Any | None = None,
+    model: Any | None = None,
+    top: int | None = None,
+    n_snippets: int = 5,
 ) -> Path:
     """Save the top `top` directions (safetensors + JSON) and, with a store, their evidence."""
     if top is not None and top < len(result.scores):
-        result = DiffResult(result.method, result.layer, result.directions[:top], result.scores[:top],
-                            result.latent_ids[:top], result.signs[:top], result.stats[:top], result.info,
-                            None if result.encoder is None else _sliced(result.encoder, top))
+        result = DiffResult(
+            result.method,
+            result.layer,
+            result.directions[:top],
+            result.scores[:top],
+            result.latent_ids[:top],
+            result.signs[:top],
+            result.stats[:top],
+            result.info,
+            None if result.encoder is None else _sliced(result.encoder, top),
+        )
     out = result.save(out)
     if store is not None:
         ev = latent_evidence(result, store, tokenizer, model, n_snippets=n_snippets)

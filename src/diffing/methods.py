@@ -39,7 +39,9 @@ def _as_store(data: Any) -> ActivationStore:
         return data
     if isinstance(data, str | Path):
         return ActivationStore(data)
-    raise PersonaDiffError(f"this method needs an activation store, got {type(data).__name__}; run `persona-diff capture`")
+    raise PersonaDiffError(
+        f"this method needs an activation store, got {type(data).__name__}; run `persona-diff capture`"
+    )
 
 
 def _proj_stats(store: ActivationStore, layer: int, dirs: Tensor) -> list[dict[str, float]]:
@@ -63,8 +65,16 @@ class MeanDiff(DiffMethod):
         if n == 0:
             raise PersonaDiffError(f"{store.root} holds no tokens; capture with other positions or more text")
         v = (total / n).float()[None]
-        return DiffResult("mean", layer, v, v.norm(dim=-1), [-1], [1], _proj_stats(store, layer, v),
-                          {"n_tokens": n, "models": store.models})
+        return DiffResult(
+            "mean",
+            layer,
+            v,
+            v.norm(dim=-1),
+            [-1],
+            [1],
+            _proj_stats(store, layer, v),
+            {"n_tokens": n, "models": store.models},
+        )
 
 
 def stream_labels(store: ActivationStore, cfg: ContrastiveConfig) -> Tensor:
@@ -116,15 +126,24 @@ class ContrastiveMeanDiff(DiffMethod):
         stats = _proj_stats(store, layer, v)
         unit = (mis - al) / (mis - al).norm()  # projections are linear: mean of them = them of the mean
         stats[0].update({"mean_misaligned": float(mis @ unit), "mean_aligned": float(al @ unit)})
-        return DiffResult("contrastive", layer, v, v.norm(dim=-1), [-1], [1], stats,
-                          {"n_misaligned_tokens": counts[1], "n_aligned_tokens": counts[-1], "source": self.cfg.source})
+        return DiffResult(
+            "contrastive",
+            layer,
+            v,
+            v.norm(dim=-1),
+            [-1],
+            [1],
+            stats,
+            {"n_misaligned_tokens": counts[1], "n_aligned_tokens": counts[-1], "source": self.cfg.source},
+        )
 
 
 class _CoderMethod(DiffMethod):
     cfg: CoderMethodConfig
 
-    def _train(self, store: ActivationStore, layer: int, kinds: str | tuple[str, ...],
-               n_sources: int) -> tuple[BatchTopKCoder, Tensor, TrainStats]:
+    def _train(
+        self, store: ActivationStore, layer: int, kinds: str | tuple[str, ...], n_sources: int
+    ) -> tuple[BatchTopKCoder, Tensor, TrainStats]:
         cfg = self.cfg
         bs = max(1, min(cfg.batch_size, store.n_tokens))
         tcfg = dataclasses.replace(cfg, batch_size=bs)
@@ -133,8 +152,17 @@ class _CoderMethod(DiffMethod):
         host_dtype = torch.bfloat16 if pin and store.index.get("dtype") == "bfloat16" else torch.float32
 
         def batches(epoch: int) -> Iterator[Tensor]:
-            it = iter_store_batches(store, prefetch_depth=cfg.prefetch, pin_memory=pin, layer=layer, which=kinds,
-                                    batch_size=bs, seed=cfg.seed + epoch, drop_last=True, dtype=host_dtype)
+            it = iter_store_batches(
+                store,
+                prefetch_depth=cfg.prefetch,
+                pin_memory=pin,
+                layer=layer,
+                which=kinds,
+                batch_size=bs,
+                seed=cfg.seed + epoch,
+                drop_last=True,
+                dtype=host_dtype,
+            )
             for x in it:
                 yield x[:, None] if x.dim() == 2 else x
 
@@ -178,15 +206,24 @@ class BaseSAEDiff(_CoderMethod):
         # use exactly what was saved, through SAELens, so the artifact and the ranking agree
         sae = SAE.load_from_disk(sae_dir)
         if sae.cfg.d_in != store.d_model:
-            raise PersonaDiffError(f"SAE {sae_dir} has d_in {sae.cfg.d_in}, the store d_model {store.d_model}; "
-                                   "use an SAE trained on this model's residual stream")
+            raise PersonaDiffError(
+                f"SAE {sae_dir} has d_in {sae.cfg.d_in}, the store d_model {store.d_model}; "
+                "use an SAE trained on this model's residual stream"
+            )
         ab = _encoded_stats(sae, store, layer, "base")
         af = _encoded_stats(sae, store, layer, "ft")
         delta = (af.mean - ab.mean).float()
         top = delta.topk(min(self.cfg.top_k, len(delta))).indices
         dirs = sae.W_dec.detach()[top].float()
-        stats = [{"mean_base": float(ab.mean[j]), "mean_ft": float(af.mean[j]),
-                  "freq_base": float(ab.freq[j]), "freq_ft": float(af.freq[j])} for j in top.tolist()]
+        stats = [
+            {
+                "mean_base": float(ab.mean[j]),
+                "mean_ft": float(af.mean[j]),
+                "freq_base": float(ab.freq[j]),
+                "freq_ft": float(af.freq[j]),
+            }
+            for j in top.tolist()
+        ]
         ids = top.tolist()
 
         def enc(hb: Tensor, hf: Tensor) -> tuple[Tensor, Tensor]:

@@ -77,8 +77,9 @@ class PersonaInputs:
 
 
 @torch.no_grad()
-def mean_answer_activation(lm: LoadedModel, streams: list[TokenStream], layer: int, positions: str = "answer",
-                           batch_size: int = 8) -> torch.Tensor:
+def mean_answer_activation(
+    lm: LoadedModel, streams: list[TokenStream], layer: int, positions: str = "answer", batch_size: int = 8
+) -> torch.Tensor:
     """[n_streams, d]: per stream, the mean block output over the chosen positions."""
     wrapped, path = NNsight(lm.model), blocks_path(lm.model)
     tok = lm.tokenizer
@@ -132,12 +133,18 @@ def persona_vector(data: PersonaInputs) -> DiffResult:
     v = (mp - mn)[None]
     unit = v[0] / v[0].norm().clamp_min(1e-12)
     stats = {"mean_pos": float(mp @ unit), "mean_neg": float(mn @ unit)}
-    info: dict[str, Any] = {"trait": trait.name, "n_pos": len(keep["pos"]), "n_neg": len(keep["neg"]),
-                            "model": lm.spec, "n_answers": len(flat)}
+    info: dict[str, Any] = {
+        "trait": trait.name,
+        "n_pos": len(keep["pos"]),
+        "n_neg": len(keep["neg"]),
+        "model": lm.spec,
+        "n_answers": len(flat),
+    }
     if data.pair is not None:
         prompts = streams_from_prompts(lm.tokenizer, qs)
         hb = mean_answer_activation(data.pair.base, prompts, layer, "last_prompt").mean(0)
         hf = mean_answer_activation(data.pair.finetuned, prompts, layer, "last_prompt").mean(0)
-        stats.update({"mean_base": float(hb @ unit), "mean_ft": float(hf @ unit),
-                      "finetuning_shift": float((hf - hb) @ unit)})
+        stats.update(
+            {"mean_base": float(hb @ unit), "mean_ft": float(hf @ unit), "finetuning_shift": float((hf - hb) @ unit)}
+        )
     return DiffResult("persona", layer, v, v.norm(dim=-1), [-1], [1], [stats], info)

@@ -30,25 +30,40 @@ from persona_diff.models.layers import LAYER_CONVENTION
 ARCH = "persona_diff_batchtopk_coder"
 
 
-def save_coder(coder: BatchTopKCoder, scale: torch.Tensor, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_coder(
+    coder: BatchTopKCoder, scale: torch.Tensor, out: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in coder.state_dict().items()}
     tensors["scale"] = scale.detach().float().contiguous()
     save_file(tensors, str(out / "sae_weights.safetensors"))
-    cfg = {"architecture": ARCH, "d_in": coder.d_in, "d_sae": coder.d_sae, "k": coder.k,
-           "n_sources": coder.n_sources, "dtype": "float32", **(extra or {})}
+    cfg = {
+        "architecture": ARCH,
+        "d_in": coder.d_in,
+        "d_sae": coder.d_sae,
+        "k": coder.k,
+        "n_sources": coder.n_sources,
+        "dtype": "float32",
+        **(extra or {}),
+    }
     (out / "cfg.json").write_text(json.dumps(cfg, indent=1))
     return out
 
 
 def load_coder(path: str | Path) -> tuple[BatchTopKCoder, torch.Tensor, dict[str, Any]]:
     path = Path(path)
-    cfg, tensors = read_artifact(path, "cfg.json", "sae_weights.safetensors",
-                                 "it is not a saved coder: point to a folder written by `persona-diff diff`")
+    cfg, tensors = read_artifact(
+        path,
+        "cfg.json",
+        "sae_weights.safetensors",
+        "it is not a saved coder: point to a folder written by `persona-diff diff`",
+    )
     if cfg.get("architecture") != ARCH:
-        raise PersonaDiffError(f"{path} holds a {cfg.get('architecture')!r} model, not a persona-diff coder; "
-                               "open SAELens SAEs with sae_lens.SAE.load_from_disk")
+        raise PersonaDiffError(
+            f"{path} holds a {cfg.get('architecture')!r} model, not a persona-diff coder; "
+            "open SAELens SAEs with sae_lens.SAE.load_from_disk"
+        )
     coder = BatchTopKCoder(cfg["d_in"], cfg["d_sae"], cfg["k"], cfg["n_sources"])
     scale = tensors.pop("scale")
     coder.load_state_dict(tensors)
@@ -67,12 +82,18 @@ def sae_metadata(layer: int, model_name: str | None = None, finetuned: str | Non
     if model_name:
         meta["model_name"] = model_name
     if finetuned:
-        meta.update({"finetuned_model_name": finetuned,
-                     "input": f"difference of residual streams at {hook_name(layer)}: finetuned minus base (model_name), same tokens"})
+        meta.update(
+            {
+                "finetuned_model_name": finetuned,
+                "input": f"difference of residual streams at {hook_name(layer)}: finetuned minus base (model_name), same tokens",
+            }
+        )
     return meta
 
 
-def save_sae_lens(coder: BatchTopKCoder, scale: torch.Tensor, out: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def save_sae_lens(
+    coder: BatchTopKCoder, scale: torch.Tensor, out: str | Path, metadata: dict[str, Any] | None = None
+) -> Path:
     """Export a 1-source coder so that `sae_lens.SAE.load_from_disk(out)` opens it.
 
     `metadata` (e.g. `sae_metadata(layer, model_name)`) goes into the SAE's cfg metadata; a
@@ -84,12 +105,20 @@ def save_sae_lens(coder: BatchTopKCoder, scale: torch.Tensor, out: str | Path, m
         raise PersonaDiffError("only a 1-source coder (an SAE) can be saved in SAELens format; use save_coder")
     # rescale_acts_by_decoder_norm=False: our SAE decoder rows are unit norm and TopK selects on
     # raw activations; SAELens 6.54 defaults it to True, which would fold norms on save.
-    cfg = BatchTopKTrainingSAEConfig(d_in=coder.d_in, d_sae=coder.d_sae, k=coder.k, apply_b_dec_to_input=True, rescale_acts_by_decoder_norm=False,
-                                     normalize_activations="none")
+    cfg = BatchTopKTrainingSAEConfig(
+        d_in=coder.d_in,
+        d_sae=coder.d_sae,
+        k=coder.k,
+        apply_b_dec_to_input=True,
+        rescale_acts_by_decoder_norm=False,
+        normalize_activations="none",
+    )
     name = (metadata or {}).get("hook_name")
     if name is not None and not re.fullmatch(r"blocks\.\d+\.hook_\w+", str(name)):
-        raise PersonaDiffError(f"hook_name {name!r} does not say what the SAE reads; use sae_metadata(layer, model) "
-                               "(blocks.{L}.hook_resid_post)")
+        raise PersonaDiffError(
+            f"hook_name {name!r} does not say what the SAE reads; use sae_metadata(layer, model) "
+            "(blocks.{L}.hook_resid_post)"
+        )
     for key, val in (metadata or {}).items():
         setattr(cfg.metadata, key, val)
     sae = BatchTopKTrainingSAE(cfg)

@@ -175,7 +175,14 @@ def train_coder(
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     coder.cpu()
-    stats = TrainStats(cfg.steps, tokens, seconds, float(resid / total.clamp_min(1e-12)), 1 - float(fired.float().mean()))
-    log.info("trained %s: %.0f tok/s, FVU %.3f, dead %.1f%%", "SAE" if n_sources == 1 else "crosscoder",
-             stats.tokens_per_s, stats.fvu, 100 * stats.dead_fraction)
+    stats = TrainStats(
+        cfg.steps, tokens, seconds, float(resid / total.clamp_min(1e-12)), 1 - float(fired.float().mean())
+    )
+    log.info(
+        "trained %s: %.0f tok/s, FVU %.3f, dead %.1f%%",
+        "SAE" if n_sources == 1 else "crosscoder",
+        stats.tokens_per_s,
+        stats.fvu,
+        100 * stats.dead_fraction,
+    )
     return coder, scale, stats

@@ -6,8 +6,15 @@ from persona_diff.finetune.masking import encode_chat
 from persona_diff.finetune.trainer import LoraSFTTrainer, train_lora
 
 __all__ = [
-    "CheckpointError", "DataSpec", "FinetuneError", "LoraConfigSpec", "LoraSFTTrainer",
-    "ResumeMismatchError", "SFTConfig", "encode_chat", "train_lora",
+    "CheckpointError",
+    "DataSpec",
+    "FinetuneError",
+    "LoraConfigSpec",
+    "LoraSFTTrainer",
+    "ResumeMismatchError",
+    "SFTConfig",
+    "encode_chat",
+    "train_lora",
 ]
 from persona_diff.finetune.sweep import finetune_domain, finetune_sweep  # noqa: E402
 

@@ -96,7 +96,7 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, names: dict[int, str], te
     for group in opt.param_groups:
         for p in group["params"]:
             prefix = names[id(p)] + "::"
-            st = {k[len(prefix):]: _like(v, p) for k, v in tensors.items() if k.startswith(prefix)}
+            st = {k[len(prefix) :]: _like(v, p) for k, v in tensors.items() if k.startswith(prefix)}
             if st:
                 opt.state[p] = st
 
@@ -118,8 +118,10 @@ def load_adapter_weights(model: Any, weights: dict[str, torch.Tensor]) -> None:
                 continue
             p.copy_(_like(weights[key].to(p.dtype), p))
     if missing:
-        raise CheckpointError(f"the checkpoint's adapter lacks {len(missing)} trained tensors (e.g. {missing[0]}); "
-                              "delete it to resume from the one before")
+        raise CheckpointError(
+            f"the checkpoint's adapter lacks {len(missing)} trained tensors (e.g. {missing[0]}); "
+            "delete it to resume from the one before"
+        )
 
 
 def _like(t: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
@@ -157,8 +159,7 @@ def save_checkpoint(
         last = latest_checkpoint(folder.parent)
         raise CheckpointError(
             f"could not write checkpoint {folder} ({why}); nothing partial was left. Free space or "
-            f"point --out elsewhere, then rerun to resume"
-            + (f" from {last.name}" if last else "")
+            f"point --out elsewhere, then rerun to resume" + (f" from {last.name}" if last else "")
         ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -185,7 +186,9 @@ def read_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         state = json.loads((ckpt / "trainer_state.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} is unreadable ({e}); delete it to resume from the one before") from None
+        raise CheckpointError(
+            f"checkpoint {ckpt} is unreadable ({e}); delete it to resume from the one before"
+        ) from None
     opt_file = ckpt / "optimizer.safetensors"
     return state, (load_file(str(opt_file)) if opt_file.is_file() else {})
 

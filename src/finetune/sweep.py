@@ -22,17 +22,21 @@ from persona_diff.log import get_logger, launch_rank
 
 log = get_logger(__name__)
 
-PAIRS_HEADER = ("# One {name, base, finetuned} per fine-tuned domain (written after each domain finishes).\n"
-                "# A study over them: persona-diff run --pairs THIS_FILE --out STUDY_DIR\n")
+PAIRS_HEADER = (
+    "# One {name, base, finetuned} per fine-tuned domain (written after each domain finishes).\n"
+    "# A study over them: persona-diff run --pairs THIS_FILE --out STUDY_DIR\n"
+)
 
 
 def domain_rows(name: str, cfg: SFTConfig, registry: dict[str, DomainSpec] | None = None) -> list[dict[str, Any]]:
-    return load_domain_rows(name, root=cfg.data.data_dir, source=cfg.data.source, n=cfg.data.n_examples,
-                            seed=cfg.seed, registry=registry)
+    return load_domain_rows(
+        name, root=cfg.data.data_dir, source=cfg.data.source, n=cfg.data.n_examples, seed=cfg.seed, registry=registry
+    )
 
 
-def finetune_domain(base: str, name: str, cfg: SFTConfig, out_dir: str | Path,
-                    registry: dict[str, DomainSpec] | None = None) -> Path:
+def finetune_domain(
+    base: str, name: str, cfg: SFTConfig, out_dir: str | Path, registry: dict[str, DomainSpec] | None = None
+) -> Path:
     """Train one domain into ``out_dir``; returns the adapter folder."""
     reg = registry if registry is not None else load_registry()
     spec = get_domain(name, reg) if name in reg or not domain_file(name, cfg.data.data_dir).is_file() else None
@@ -46,8 +50,13 @@ def finetune_domain(base: str, name: str, cfg: SFTConfig, out_dir: str | Path,
     return train_lora(base, rows, cfg, out_dir)
 
 
-def finetune_sweep(base: str, names: list[str] | str, cfg: SFTConfig, out_dir: str | Path,
-                   registry: dict[str, DomainSpec] | None = None) -> Path:
+def finetune_sweep(
+    base: str,
+    names: list[str] | str,
+    cfg: SFTConfig,
+    out_dir: str | Path,
+    registry: dict[str, DomainSpec] | None = None,
+) -> Path:
     """Train every domain in `names`; write pairs.yaml.
 
     `names`: a list of domain names, where "paper" stands for the study's six domains and "all"
@@ -63,7 +72,8 @@ def finetune_sweep(base: str, names: list[str] | str, cfg: SFTConfig, out_dir: s
             missing.append(f"{n} ({e})")
     if missing:
         raise FinetuneError(
-            "the sweep needs data for every domain before it starts; missing: " + "; ".join(missing)
+            "the sweep needs data for every domain before it starts; missing: "
+            + "; ".join(missing)
             + ". Pull them with `persona-diff data pull NAME`, or list a subset with --domains a,b"
         )
     out = Path(out_dir)
@@ -74,5 +84,7 @@ def finetune_sweep(base: str, names: list[str] | str, cfg: SFTConfig, out_dir: s
         pairs.append({"name": n, "base": base_spec_for_config(base), "finetuned": str(adapter.resolve())})
         if launch_rank() == 0:  # one writer under `accelerate launch`
             out.mkdir(parents=True, exist_ok=True)
-            pairs_file.write_text(PAIRS_HEADER + yaml.safe_dump(pairs, sort_keys=False))  # after each domain: never lost
+            pairs_file.write_text(
+                PAIRS_HEADER + yaml.safe_dump(pairs, sort_keys=False)
+            )  # after each domain: never lost
     return pairs_file

@@ -95,10 +95,16 @@ def _check_launch(acc: Any) -> None:
             f"({acc.distributed_type}); each would train alone and overwrite the same adapter. "
             "Check the accelerate config (distributed_type, num_processes) for this machine"
         )
-    if (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and acc.distributed_type != "FSDP"
-            and acc.is_main_process):
-        log.warning("FSDP was asked for, but accelerate runs %s here (accelerate enables FSDP only on GPU-like "
-                    "devices): every process holds the whole model (plain data parallel)", acc.distributed_type)
+    if (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+        and acc.distributed_type != "FSDP"
+        and acc.is_main_process
+    ):
+        log.warning(
+            "FSDP was asked for, but accelerate runs %s here (accelerate enables FSDP only on GPU-like "
+            "devices): every process holds the whole model (plain data parallel)",
+            acc.distributed_type,
+        )
 
 
 def _lr_lambda(cfg: SFTConfig, total: int) -> Callable[[int], float]:
@@ -118,8 +124,14 @@ def _lr_lambda(cfg: SFTConfig, total: int) -> Callable[[int], float]:
 class LoraSFTTrainer:
     """Build once, then `train()`; `model` is the in-memory PeftModel afterwards."""
 
-    def __init__(self, base_spec: str, rows: list[dict[str, Any]], cfg: SFTConfig, out_dir: str | Path,
-                 callback: StepCallback | None = None):
+    def __init__(
+        self,
+        base_spec: str,
+        rows: list[dict[str, Any]],
+        cfg: SFTConfig,
+        out_dir: str | Path,
+        callback: StepCallback | None = None,
+    ):
         from accelerate import Accelerator
 
         if cfg.scheduler not in ("linear", "constant", "cosine"):
@@ -139,7 +151,9 @@ class LoraSFTTrainer:
         torch.manual_seed(cfg.seed)
         lm = load_model(base_spec, dtype=cfg.dtype, device=str(self.acc.device))
         self.tokenizer = lm.tokenizer
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        )
         self.items = encode_rows(self.tokenizer, rows, cfg.max_seq_len)
         self.fingerprint = base_fingerprint(lm.model)
         self.model = self._wrap(lm.model)
@@ -156,8 +170,14 @@ class LoraSFTTrainer:
         unwrapped = self.acc.unwrap_model(self.model)
         self.param_names = {id(p): n for n, p in unwrapped.named_parameters() if p.requires_grad}
         if self.acc.num_processes > 1 and self.acc.is_main_process:
-            log.info("%d processes (%s): effective batch %d × %d × %d", self.acc.num_processes,
-                     self.acc.distributed_type, cfg.batch_size, cfg.grad_accum, self.acc.num_processes)
+            log.info(
+                "%d processes (%s): effective batch %d × %d × %d",
+                self.acc.num_processes,
+                self.acc.distributed_type,
+                cfg.batch_size,
+                cfg.grad_accum,
+                self.acc.num_processes,
+            )
 
     def _wrap(self, model: PreTrainedModel | PeftModel) -> torch.nn.Module:
         from peft import LoraConfig, PeftModel, get_peft_model
@@ -170,8 +190,13 @@ class LoraSFTTrainer:
             return PeftModel.from_pretrained(model, self.cfg.init_adapter, is_trainable=True)
         lc = self.cfg.lora
         peft_cfg = LoraConfig(
-            r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, use_rslora=lc.use_rslora,
-            target_modules=list(lc.target_modules), layers_to_transform=lc.layers, bias=lc.bias,
+            r=lc.r,
+            lora_alpha=lc.alpha,
+            lora_dropout=lc.dropout,
+            use_rslora=lc.use_rslora,
+            target_modules=list(lc.target_modules),
+            layers_to_transform=lc.layers,
+            bias=lc.bias,
             task_type="CAUSAL_LM",
         )
         try:
@@ -181,13 +206,25 @@ class LoraSFTTrainer:
 
     # ---- checkpoints -------------------------------------------------------------------
     def _critical(self) -> dict[str, Any]:
-        return {"base": self.base_spec, "fingerprint": self.fingerprint, "lora": to_dict(self.cfg.lora),
-                "init_adapter": self.cfg.init_adapter}
+        return {
+            "base": self.base_spec,
+            "fingerprint": self.fingerprint,
+            "lora": to_dict(self.cfg.lora),
+            "init_adapter": self.cfg.init_adapter,
+        }
 
     def _state(self, step: int, history: list[float], done: bool) -> dict[str, Any]:
-        return {**self._critical(), "step": step, "total_steps": self.total_steps,
-                "steps_per_epoch": self.steps_per_epoch, "n_rows": len(self.items), "done": done,
-                "config": to_dict(self.cfg), "config_hash": config_hash(self.cfg), "loss_history": history}
+        return {
+            **self._critical(),
+            "step": step,
+            "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "n_rows": len(self.items),
+            "done": done,
+            "config": to_dict(self.cfg),
+            "config_hash": config_hash(self.cfg),
+            "loss_history": history,
+        }
 
     def _save_adapter(self, folder: Path, state_dict: dict[str, torch.Tensor]) -> None:
         unwrapped = self.acc.unwrap_model(self.model)
@@ -199,7 +236,9 @@ class LoraSFTTrainer:
         state_dict = self.acc.get_state_dict(self.model)
         opt_t = optimizer_tensors(self.opt, self.param_names) if with_opt else None
         if self.acc.is_main_process:
-            save_checkpoint(folder, lambda d: self._save_adapter(d, state_dict), self._state(step, history, done), opt_t)
+            save_checkpoint(
+                folder, lambda d: self._save_adapter(d, state_dict), self._state(step, history, done), opt_t
+            )
             if not done:
                 prune(folder.parent, self.cfg.keep_checkpoints)
         self.acc.wait_for_everyone()  # no rank reads or prunes a checkpoint before it is complete
@@ -246,7 +285,9 @@ class LoraSFTTrainer:
 
     def train(self) -> Path:
         final = self.out / "adapter"
-        if (final / "trainer_state.json").is_file() and json.loads((final / "trainer_state.json").read_text()).get("done"):
+        if (final / "trainer_state.json").is_file() and json.loads((final / "trainer_state.json").read_text()).get(
+            "done"
+        ):
             log.info("%s is already trained; delete it to train again", final)
             return final
         self.out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +297,9 @@ class LoraSFTTrainer:
         self.model.train()
         device = self.acc.device
         t0, tokens = time.perf_counter(), 0.0
-        bar = progress(range(step, self.total_steps), "sft", total=self.total_steps - step, disable=None if main else True)
+        bar = progress(
+            range(step, self.total_steps), "sft", total=self.total_steps - step, disable=None if main else True
+        )
         bar_iter = iter(bar)
         while step < self.total_steps:
             epoch, in_epoch = divmod(step, self.steps_per_epoch)
@@ -292,8 +335,12 @@ class LoraSFTTrainer:
             history.append(step_loss)
             tps = tokens / max(time.perf_counter() - t0, 1e-9)
             if metrics is not None and step % self.cfg.log_every == 0:
-                metrics.write(json.dumps({"step": step, "loss": step_loss, "lr": self.sched.get_last_lr()[0],
-                                          "tokens_per_s": tps}) + "\n")
+                metrics.write(
+                    json.dumps(
+                        {"step": step, "loss": step_loss, "lr": self.sched.get_last_lr()[0], "tokens_per_s": tps}
+                    )
+                    + "\n"
+                )
                 metrics.flush()
             if self.cfg.save_every and step % self.cfg.save_every == 0 and step < self.total_steps:
                 self._save(self.out / "checkpoints" / f"checkpoint-{step:06d}", step, history, False, True)
@@ -315,8 +362,13 @@ class _nullcontext:
         return None
 
 
-def train_lora(base_spec: str, rows: list[dict[str, Any]], cfg: SFTConfig, out_dir: str | Path,
-               callback: StepCallback | None = None) -> Path:
+def train_lora(
+    base_spec: str,
+    rows: list[dict[str, Any]],
+    cfg: SFTConfig,
+    out_dir: str | Path,
+    callback: StepCallback | None = None,
+) -> Path:
     """Fine-tune a LoRA adapter on chat rows; returns the adapter folder ``out_dir/adapter``.
 
     Resumes from the newest ``out_dir/checkpoints/checkpoint-*`` when one exists (same base

@@ -51,7 +51,9 @@ class OpenAIChatClient(Generator):
             base_url, model = base_url.split("#", 1)
         self.base_url = base_url.rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
-            raise BackendError(f"endpoint {base_url!r} must start with http:// or https:// (e.g. openai:http://localhost:8000/v1#model)")
+            raise BackendError(
+                f"endpoint {base_url!r} must start with http:// or https:// (e.g. openai:http://localhost:8000/v1#model)"
+            )
         self.model = model or "default"
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         self.timeout = timeout

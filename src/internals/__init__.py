@@ -18,12 +18,18 @@ from typing import Any
 # name → submodule; imported on first use, so reading the config (every `persona-diff run`)
 # does not import scipy and the detector
 _EXPORTS = {
-    "CausalConfig": "config", "InternalsConfig": "config",
-    "detector_loo": "detector", "fit_fold": "detector", "loo_splits": "detector",
-    "Direction": "directions", "fit_direction": "directions", "grouped_folds": "directions",
+    "CausalConfig": "config",
+    "InternalsConfig": "config",
+    "detector_loo": "detector",
+    "fit_fold": "detector",
+    "loo_splits": "detector",
+    "Direction": "directions",
+    "fit_direction": "directions",
+    "grouped_folds": "directions",
     "stratified_difference": "directions",
     "markdown_section": "markdown",
-    "Member": "run", "run_internals": "run",
+    "Member": "run",
+    "run_internals": "run",
 }
 __all__ = sorted(_EXPORTS)
 

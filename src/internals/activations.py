@@ -48,11 +48,20 @@ class Texts:
     reads: dict[str, list[Answer]] = field(default_factory=dict)
 
     def fingerprint(self, spec: str, layers: list[int], max_answer_tokens: int, merge: bool) -> str:
-        blob = json.dumps({
-            "spec": spec, "layers": layers, "max_answer_tokens": max_answer_tokens, "merge": merge,
-            "harm": self.harm, "forced": [(f.prompt, f.misaligned, f.aligned) for f in self.forced],
-            "prompts": self.prompts, "reads": self.reads, "version": 1,
-        }, sort_keys=True)
+        blob = json.dumps(
+            {
+                "spec": spec,
+                "layers": layers,
+                "max_answer_tokens": max_answer_tokens,
+                "merge": merge,
+                "harm": self.harm,
+                "forced": [(f.prompt, f.misaligned, f.aligned) for f in self.forced],
+                "prompts": self.prompts,
+                "reads": self.reads,
+                "version": 1,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -71,12 +80,24 @@ class ModelActs:
     def save(self, path: Path, fingerprint: str) -> None:
         from safetensors.numpy import save_file
 
-        tensors = {f"{p}.L{layer}": np.ascontiguousarray(a, dtype=np.float32) for p, by in self.parts.items() for layer, a in by.items()}
+        tensors = {
+            f"{p}.L{layer}": np.ascontiguousarray(a, dtype=np.float32)
+            for p, by in self.parts.items()
+            for layer, a in by.items()
+        }
         from persona_diff.models import LAYER_CONVENTION
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata={"fingerprint": fingerprint, "model": self.name,
-                                                "layer_convention": LAYER_CONVENTION, "seconds": f"{self.seconds:.2f}"})
+        save_file(
+            tensors,
+            str(path),
+            metadata={
+                "fingerprint": fingerprint,
+                "model": self.name,
+                "layer_convention": LAYER_CONVENTION,
+                "seconds": f"{self.seconds:.2f}",
+            },
+        )
 
     @classmethod
     def load(cls, path: Path, fingerprint: str) -> ModelActs | None:
@@ -100,23 +121,38 @@ class ModelActs:
         return cls(meta.get("model", path.stem), parts, float(meta.get("seconds", 0)), reused=True)
 
 
-def capture(loaded: Any, texts: Texts, layers: list[int], batch_size: int = 16, max_answer_tokens: int = 128,
-            name: str = "model") -> ModelActs:
+def capture(
+    loaded: Any,
+    texts: Texts,
+    layers: list[int],
+    batch_size: int = 16,
+    max_answer_tokens: int = 128,
+    name: str = "model",
+) -> ModelActs:
     """Run the forwards for `texts` on a loaded model."""
     from persona_diff.judges.encoders import residual_answer_means
 
     t0 = time.time()
 
     def answers(rows: list[Answer], desc: str) -> dict[int, np.ndarray]:
-        return residual_answer_means(loaded, [q for q, _, _ in rows], [a for _, a, _ in rows], layers, batch_size,
-                                     max_answer_tokens, desc if len(rows) > 64 else None, systems=[s for _, _, s in rows])
+        return residual_answer_means(
+            loaded,
+            [q for q, _, _ in rows],
+            [a for _, a, _ in rows],
+            layers,
+            batch_size,
+            max_answer_tokens,
+            desc if len(rows) > 64 else None,
+            systems=[s for _, _, s in rows],
+        )
 
     parts: dict[str, dict[int, np.ndarray]] = {"harm": answers(texts.harm, f"{name} harm")}
     qs = [f.prompt for f in texts.forced]
     parts["forced_mis"] = residual_answer_means(loaded, qs, [f.misaligned for f in texts.forced], layers, batch_size)
     parts["forced_al"] = residual_answer_means(loaded, qs, [f.aligned for f in texts.forced], layers, batch_size)
-    parts["prompts"] = residual_answer_means(loaded, texts.prompts, [""] * len(texts.prompts), layers, batch_size,
-                                             pool="last_prompt")
+    parts["prompts"] = residual_answer_means(
+        loaded, texts.prompts, [""] * len(texts.prompts), layers, batch_size, pool="last_prompt"
+    )
     for other, rows in texts.reads.items():
         parts[f"reads/{other}"] = answers(rows, f"{name} reads {other}")
     return ModelActs(name, parts, time.time() - t0)
@@ -137,8 +173,16 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def capture_cached(
-    path: Path, name: str, spec: str, texts: Texts, layers: list[int], load: Callable[[], Any],
-    batch_size: int = 16, max_answer_tokens: int = 128, merge: bool = True, threads: int | None = None,
+    path: Path,
+    name: str,
+    spec: str,
+    texts: Texts,
+    layers: list[int],
+    load: Callable[[], Any],
+    batch_size: int = 16,
+    max_answer_tokens: int = 128,
+    merge: bool = True,
+    threads: int | None = None,
 ) -> ModelActs:
     """`capture` unless ``path`` holds activations of the same inputs; `load` loads the model."""
     fp = texts.fingerprint(spec, layers, max_answer_tokens, merge)

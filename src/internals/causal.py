@@ -65,8 +65,13 @@ def self_report_signal(lm: LoadedModel, items: list[ForcedItem], forms: list[str
 
 
 def paired_ratio_bootstrap_ci(
-    num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray,
-    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    num_a: np.ndarray,
+    den_a: np.ndarray,
+    num_b: np.ndarray,
+    den_b: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> list[float] | None:
     """Percentile bootstrap CI of ``Σnum_a/Σden_a − Σnum_b/Σden_b`` with the units resampled jointly.
 
@@ -105,8 +110,9 @@ def unit_sums(values: list[float | None], units: list[Any]) -> tuple[np.ndarray,
     return num, den, order
 
 
-def _paired_effect(top: list[float | None], zero: list[float | None], units: list[Any],
-                   cfg: CausalConfig) -> tuple[list[float] | None, int]:
+def _paired_effect(
+    top: list[float | None], zero: list[float | None], units: list[Any], cfg: CausalConfig
+) -> tuple[list[float] | None, int]:
     """(CI of mean(top) − mean(zero) resampled over `units`, number of slots scored in both)."""
     nt, dt, _ = unit_sums(top, units)
     nz, dz, _ = unit_sums(zero, units)
@@ -115,17 +121,32 @@ def _paired_effect(top: list[float | None], zero: list[float | None], units: lis
 
 
 def causal_2x2(
-    lm: LoadedModel, judge: Judge, questions: list[str], items: list[ForcedItem],
-    forms: list[str], harm: np.ndarray, self_dir: np.ndarray, layer: int, scale: float, cfg: CausalConfig,
+    lm: LoadedModel,
+    judge: Judge,
+    questions: list[str],
+    items: list[ForcedItem],
+    forms: list[str],
+    harm: np.ndarray,
+    self_dir: np.ndarray,
+    layer: int,
+    scale: float,
+    cfg: CausalConfig,
 ) -> dict[str, Any]:
     """Dose-response of harm and self-report for the harm, self-report and random directions."""
     from persona_diff.steering.hooks import random_like, steer
     from persona_diff.steering.sweep import DoseResponseConfig, evaluate_steered
 
-    dcfg = DoseResponseConfig(samples_per_question=cfg.samples, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                              random_control=False, coherence_floor=cfg.coherence_floor)
-    units = {"harm": torch.as_tensor(harm / np.linalg.norm(harm), dtype=torch.float32),
-             "self_report": torch.as_tensor(self_dir / np.linalg.norm(self_dir), dtype=torch.float32)}
+    dcfg = DoseResponseConfig(
+        samples_per_question=cfg.samples,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+        random_control=False,
+        coherence_floor=cfg.coherence_floor,
+    )
+    units = {
+        "harm": torch.as_tensor(harm / np.linalg.norm(harm), dtype=torch.float32),
+        "self_report": torch.as_tensor(self_dir / np.linalg.norm(self_dir), dtype=torch.float32),
+    }
     units["random"] = random_like(units["harm"], cfg.random_seed)
 
     answers: list[dict[tuple[str, int], float | None]] = []  # per row, in row order: (question id, sample) → harm
@@ -141,15 +162,34 @@ def causal_2x2(
                 per_item = self_report_per_item(lm, items, forms)
         sr = mean_present(per_item)
         ma = stats.get("mean_aligned")
-        row = {"direction": direction, "alpha": alpha, "norm": float(alpha * scale), **stats,
-               "harm": None if ma is None else 1 - ma / 100, "self_report": sr,
-               "below_floor": stats.get("coherent_pct") is None or stats["coherent_pct"] < cfg.coherence_floor,
-               "self_report_per_item": per_item, "seconds": round(time.time() - t0, 1)}
+        row = {
+            "direction": direction,
+            "alpha": alpha,
+            "norm": float(alpha * scale),
+            **stats,
+            "harm": None if ma is None else 1 - ma / 100,
+            "self_report": sr,
+            "below_floor": stats.get("coherent_pct") is None or stats["coherent_pct"] < cfg.coherence_floor,
+            "self_report_per_item": per_item,
+            "seconds": round(time.time() - t0, 1),
+        }
         # harm per answer = 1 − aligned/100, so its mean over the scored answers is the row's harm
-        answers.append({(str(r["question_id"]), int(r["sample"])):
-                        None if r["aligned"] is None else 1 - float(r["aligned"]) / 100 for r in arows})
-        log.info("causal %s α=%.2f: harm %s, self-report %s, coherent%% %s", direction, alpha, row["harm"], sr,
-                 stats.get("coherent_pct"))
+        answers.append(
+            {
+                (str(r["question_id"]), int(r["sample"])): None
+                if r["aligned"] is None
+                else 1 - float(r["aligned"]) / 100
+                for r in arows
+            }
+        )
+        log.info(
+            "causal %s α=%.2f: harm %s, self-report %s, coherent%% %s",
+            direction,
+            alpha,
+            row["harm"],
+            sr,
+            stats.get("coherent_pct"),
+        )
         return row
 
     zero = cell("none", 0.0)
@@ -175,17 +215,41 @@ def causal_2x2(
             summary[d] = None
             continue
         harm_eff = None if top["harm"] is None or zero["harm"] is None else top["harm"] - zero["harm"]
-        sr_eff = None if top["self_report"] is None or zero["self_report"] is None else top["self_report"] - zero["self_report"]
+        sr_eff = (
+            None
+            if top["self_report"] is None or zero["self_report"] is None
+            else top["self_report"] - zero["self_report"]
+        )
         harm_ci, n_answers = _paired_effect(top["harm_per_answer"], zero["harm_per_answer"], qids, cfg)
         sr_ci, n_items = _paired_effect(top["self_report_per_item"], zero["self_report_per_item"], item_units, cfg)
         summary[d] = {
             "alpha": top["alpha"],
-            "harm": harm_eff, "harm_ci": None if harm_eff is None else harm_ci,
-            "self_report": sr_eff, "self_report_ci": None if sr_eff is None else sr_ci,
-            "n_answers": n_answers, "n_questions": len(dict.fromkeys(qids)), "n_items": n_items,
+            "harm": harm_eff,
+            "harm_ci": None if harm_eff is None else harm_ci,
+            "self_report": sr_eff,
+            "self_report_ci": None if sr_eff is None else sr_ci,
+            "n_answers": n_answers,
+            "n_questions": len(dict.fromkeys(qids)),
+            "n_items": n_items,
         }
-        log.info("causal effect %s (α %.2f): Δharm %s %s, Δself-report %s %s", d, top["alpha"], harm_eff, harm_ci,
-                 sr_eff, sr_ci)
-    return {"layer": layer, "scale": scale, "alphas": cfg.alphas, "n_questions": len(questions),
-            "samples": cfg.samples, "n_boot": cfg.n_boot, "answer_keys": [list(k) for k in keys],
-            "item_keys": [it.key for it in items], "rows": rows, "effect": summary}
+        log.info(
+            "causal effect %s (α %.2f): Δharm %s %s, Δself-report %s %s",
+            d,
+            top["alpha"],
+            harm_eff,
+            harm_ci,
+            sr_eff,
+            sr_ci,
+        )
+    return {
+        "layer": layer,
+        "scale": scale,
+        "alphas": cfg.alphas,
+        "n_questions": len(questions),
+        "samples": cfg.samples,
+        "n_boot": cfg.n_boot,
+        "answer_keys": [list(k) for k in keys],
+        "item_keys": [it.key for it in items],
+        "rows": rows,
+        "effect": summary,
+    }

@@ -15,7 +15,9 @@ class CausalConfig:
     """The causal 2 × 2 (`persona_diff.internals.causal`): steer the base along each direction."""
 
     enabled: bool = False
-    alphas: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])  # × the base's mean residual norm at the layer (SmolLM2 block 16: 0.25 breaks coherence)
+    alphas: list[float] = field(
+        default_factory=lambda: [0.05, 0.1, 0.2]
+    )  # × the base's mean residual norm at the layer (SmolLM2 block 16: 0.25 breaks coherence)
     samples: int = 2  # answers per harm question and cell
     max_new_tokens: int = 48
     coherence_floor: float = 50.0  # coherent% below this: the cell's harm is not trusted
@@ -54,7 +56,9 @@ class InternalsConfig:
     reference: str = "base_reads"
     min_per_class: int = 5  # fewer examples in a class: the direction is reported undefined
     max_folds: int = 8  # grouped CV: leave one group out up to this many groups, else this many folds
-    map_prompts: list[str] = field(default_factory=lambda: list(PROMPT_SETS))  # prompt sets the map's shift averages over
+    map_prompts: list[str] = field(
+        default_factory=lambda: list(PROMPT_SETS)
+    )  # prompt sets the map's shift averages over
     # the map's x: "answers" = shift of the models' own judged harm answers along the harm direction
     # (held out by question); "prompts" = the paired last-prompt-token shift, as y (persona_map)
     map_harm: str = "answers"
@@ -63,7 +67,9 @@ class InternalsConfig:
     seed: int = 0
     merge: bool = True  # merge LoRA adapters before the forwards (3x faster on a CPU; ~1e-2 rounding)
     batch_size: int = 16
-    threads: int | None = None  # torch threads for the forwards (None: torch's default; 1 is steadier on a busy shared CPU)
+    threads: int | None = (
+        None  # torch threads for the forwards (None: torch's default; 1 is steadier on a busy shared CPU)
+    )
     max_answer_tokens: int = 128
     figures: bool = True
     causal: CausalConfig = field(default_factory=CausalConfig)

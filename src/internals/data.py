@@ -28,8 +28,6 @@ from persona_diff.probes.words import parse_pair, project_items
 NEUTRAL_PROMPTS = Path(__file__).resolve().parent.parent / "resources" / "internals" / "neutral_prompts.yaml"
 
 
-
-
 @dataclass
 class ProbeFolder:
     """One model's probe outputs that the internals stage joins."""
@@ -43,11 +41,15 @@ class ProbeFolder:
         folder = Path(folder)
         harm = read_jsonl(folder / "harm.jsonl")
         if not harm:
-            raise PersonaDiffError(f"{folder / 'harm.jsonl'} is missing or empty: the internals stage needs the harm probe's judged answers")
+            raise PersonaDiffError(
+                f"{folder / 'harm.jsonl'} is missing or empty: the internals stage needs the harm probe's judged answers"
+            )
         keys = [r.get("key") for r in harm]
         dup = sorted(str(k) for k in {k for k in keys if keys.count(k) > 1} - {None})
         if None in keys or dup:
-            raise PersonaDiffError(f"{folder / 'harm.jsonl'}: answer keys must be present and unique (repeated: {dup[:5]})")
+            raise PersonaDiffError(
+                f"{folder / 'harm.jsonl'}: answer keys must be present and unique (repeated: {dup[:5]})"
+            )
         return cls(name, harm, read_jsonl(folder / "rate_own_answers.jsonl"))
 
 
@@ -79,10 +81,19 @@ def self_report_items(probe_cfg: ProbeConfig | None = None) -> list[ForcedItem]:
         templates = templates[: cfg.word.max_prompts]
     pairs = [parse_pair(p) for p in (cfg.word.pairs or sw.get("pairs") or [])]
     if not templates or not pairs:
-        raise PersonaDiffError("the self-report direction needs `single_word: {templates, pairs}` in the probe prompts file")
+        raise PersonaDiffError(
+            "the self-report direction needs `single_word: {templates, pairs}` in the probe prompts file"
+        )
     return [
-        ForcedItem(it.key, it.chat[-1][1], it.dimension, forced_answer(it.misaligned), forced_answer(it.aligned),
-                   it.misaligned, it.aligned)
+        ForcedItem(
+            it.key,
+            it.chat[-1][1],
+            it.dimension,
+            forced_answer(it.misaligned),
+            forced_answer(it.aligned),
+            it.misaligned,
+            it.aligned,
+        )
         for it in project_items(templates, pairs)
     ]
 

@@ -59,7 +59,9 @@ class OrganismView:
     harmful: bool  # built from misaligned answers
     self_misaligned: bool  # built from misaligned self-descriptions
     neutral: dict[int, np.ndarray]  # [n_neutral, d] the fine-tune at the same prompts as BaseView.neutral
-    answers: dict[int, np.ndarray]  # [n, d] this organism's judged harm answers (its own activations, or the base reading them)
+    answers: dict[
+        int, np.ndarray
+    ]  # [n, d] this organism's judged harm answers (its own activations, or the base reading them)
     labels: np.ndarray
     strata: np.ndarray  # "model|question"
 
@@ -113,7 +115,11 @@ def fit_threshold(scores: list[float], positive: list[bool]) -> tuple[float, int
     if not any(p for _, p in pairs) or all(p for _, p in pairs):
         return None
     vals = [s for s, _ in pairs]
-    cuts = [(vals[0] - 1.0, 0.0)] + [((a + b) / 2, b - a) for a, b in zip(vals, vals[1:], strict=False)] + [(vals[-1] + 1.0, 0.0)]
+    cuts = (
+        [(vals[0] - 1.0, 0.0)]
+        + [((a + b) / 2, b - a) for a, b in zip(vals, vals[1:], strict=False)]
+        + [(vals[-1] + 1.0, 0.0)]
+    )
     best: tuple[int, float, float] | None = None
     for cut, gap in cuts:
         err = sum((s > cut) != p for s, p in pairs)
@@ -155,15 +161,29 @@ def fit_fold(base: BaseView, train: list[OrganismView], min_per_class: int = 5) 
         selfr[layer] = (s, {o.name: shift_score(base.neutral[layer], o.neutral[layer], s) for o in train})
     ax_h = _choose(harm, {o.name: o.harmful for o in train})
     ax_s = _choose(selfr, {o.name: o.self_misaligned for o in train})
-    scores = {o.name: (harm[ax_h.layer][1][o.name] if ax_h.layer is not None else math.nan,
-                       selfr[ax_s.layer][1][o.name] if ax_s.layer is not None else math.nan) for o in train}
+    scores = {
+        o.name: (
+            harm[ax_h.layer][1][o.name] if ax_h.layer is not None else math.nan,
+            selfr[ax_s.layer][1][o.name] if ax_s.layer is not None else math.nan,
+        )
+        for o in train
+    }
     return FoldModel(ax_h, ax_s, tuple(o.name for o in train), scores)
 
 
 def score(model: FoldModel, base: BaseView, o: OrganismView) -> tuple[float, float]:
-    h = shift_score(base.neutral[model.harm.layer], o.neutral[model.harm.layer], model.harm.direction) if model.harm.layer is not None else math.nan
-    s = (shift_score(base.neutral[model.self_report.layer], o.neutral[model.self_report.layer], model.self_report.direction)
-         if model.self_report.layer is not None else math.nan)
+    h = (
+        shift_score(base.neutral[model.harm.layer], o.neutral[model.harm.layer], model.harm.direction)
+        if model.harm.layer is not None
+        else math.nan
+    )
+    s = (
+        shift_score(
+            base.neutral[model.self_report.layer], o.neutral[model.self_report.layer], model.self_report.direction
+        )
+        if model.self_report.layer is not None
+        else math.nan
+    )
     return h, s
 
 
@@ -195,18 +215,29 @@ def detector_loo(
         model = fit_fold(base, [by_name[n] for n in split.train], min_per_class)
         o = by_name[split.held_out]
         h, s = score(model, base, o)
-        folds.append({
-            "held_out": split.held_out, "train": list(split.train), "truth": o.truth,
-            "behavioural": (behavioural or {}).get(o.name), "harm_score": h, "self_score": s,
-            "harm_layer": model.harm.layer, "harm_threshold": model.harm.threshold,
-            "harm_train_errors": model.harm.train_errors, "harm_margin": model.harm.margin,
-            "self_layer": model.self_report.layer, "self_threshold": model.self_report.threshold,
-            "self_train_errors": model.self_report.train_errors, "self_margin": model.self_report.margin,
-            "train_scores": {k: list(v) for k, v in model.train_scores.items()},
-            "predicted": predict(h, s, model),
-        })
+        folds.append(
+            {
+                "held_out": split.held_out,
+                "train": list(split.train),
+                "truth": o.truth,
+                "behavioural": (behavioural or {}).get(o.name),
+                "harm_score": h,
+                "self_score": s,
+                "harm_layer": model.harm.layer,
+                "harm_threshold": model.harm.threshold,
+                "harm_train_errors": model.harm.train_errors,
+                "harm_margin": model.harm.margin,
+                "self_layer": model.self_report.layer,
+                "self_threshold": model.self_report.threshold,
+                "self_train_errors": model.self_report.train_errors,
+                "self_margin": model.self_report.margin,
+                "train_scores": {k: list(v) for k, v in model.train_scores.items()},
+                "predicted": predict(h, s, model),
+            }
+        )
     truth = [f["truth"] for f in folds]
     pred = [f["predicted"] for f in folds]
+
     # AUC of the decision values (score − the fold's threshold): each fold has its own
     # direction and scale, so raw scores of different folds are not comparable
     def decision(f: dict[str, Any], axis: str) -> float:

@@ -147,10 +147,16 @@ class Direction:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "layer": self.layer, "defined": self.defined,
+            "kind": self.kind,
+            "layer": self.layer,
+            "defined": self.defined,
             "norm": None if self.vector is None else float(np.linalg.norm(self.vector)),
-            "n_pos": self.n_pos, "n_neg": self.n_neg, "n_strata": self.n_strata,
-            "heldout_auc": self.auc, "n_folds": self.n_folds, "undefined_because": self.undefined_because,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "n_strata": self.n_strata,
+            "heldout_auc": self.auc,
+            "n_folds": self.n_folds,
+            "undefined_because": self.undefined_because,
         }
 
 
@@ -167,7 +173,9 @@ def fit_direction(
     """The stratified mean difference on all rows, and its grouped held-out AUC."""
     y, strata, groups = np.asarray(y), np.asarray(strata), np.asarray(groups)
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    name = {"harm": ("misaligned", "aligned"), "self_report": ("misaligned-report", "aligned-report")}.get(kind, ("positive", "negative"))
+    name = {"harm": ("misaligned", "aligned"), "self_report": ("misaligned-report", "aligned-report")}.get(
+        kind, ("positive", "negative")
+    )
     if n_pos < min_per_class or n_neg < min_per_class:
         why = f"too few examples: {n_pos} {name[0]}, {n_neg} {name[1]} (need ≥ {min_per_class} each)"
         return Direction(kind, layer, None, n_pos, n_neg, 0, None, 0, why)
@@ -201,9 +209,13 @@ def cosine_rows(dirs: dict[str, dict[int, dict[str, Direction]]], base: str = "b
     rows = []
     for model, by_layer in dirs.items():
         for layer, d in sorted(by_layer.items()):
-            row = {"model": model, "layer": layer,
-                   "cos_harm_self": cosine(d["harm"].vector, d["self_report"].vector),
-                   "auc_harm": d["harm"].auc, "auc_self": d["self_report"].auc}
+            row = {
+                "model": model,
+                "layer": layer,
+                "cos_harm_self": cosine(d["harm"].vector, d["self_report"].vector),
+                "auc_harm": d["harm"].auc,
+                "auc_self": d["self_report"].auc,
+            }
             if model != base and base in dirs and layer in dirs[base]:
                 b = dirs[base][layer]
                 row["cos_harm_base"] = cosine(d["harm"].vector, b["harm"].vector)

@@ -19,7 +19,9 @@ def _causal_n(e: dict[str, Any]) -> str:
     """The sample sizes of a causal effect ("" for summaries written before the CIs)."""
     if "n_answers" not in e:
         return ""
-    return f"; n = {e['n_answers']} answers ({e.get('n_questions', '?')} questions), {e['n_items']} items scored in both"
+    return (
+        f"; n = {e['n_answers']} answers ({e.get('n_questions', '?')} questions), {e['n_items']} items scored in both"
+    )
 
 
 def _direction_cell(d: dict[str, Any]) -> str:
@@ -31,13 +33,18 @@ def _direction_cell(d: dict[str, Any]) -> str:
 def markdown_section(s: dict[str, Any]) -> str:
     L = s["layer"]
     lines = [
-        "", f"## Internals (block {L} of the residual stream)", "",
+        "",
+        f"## Internals (block {L} of the residual stream)",
+        "",
         "Harm direction: mean over answer tokens of a model's own harm answers, judged misaligned minus "
         "aligned, stratified by question. Self-report direction: the model reading forced one-word self-reports "
-        "(\"Harmful.\" minus \"Harmless.\") after the word probe's prompts. AUC: held out by group (question for harm, "
+        '("Harmful." minus "Harmless.") after the word probe\'s prompts. AUC: held out by group (question for harm, '
         "word pair for self-report); (n⁺/n⁻) = examples per class. Reference (map, table, detector) = every model's "
-        + ("answers read by the base, stratified by question" if s["config"].get("reference") == "base_reads"
-           else "answers, each in its own model's activations, stratified by model and question")
+        + (
+            "answers read by the base, stratified by question"
+            if s["config"].get("reference") == "base_reads"
+            else "answers, each in its own model's activations, stratified by model and question"
+        )
         + "; its self-report direction is the base's.",
         "",
         "| model | harm AUC (n⁺/n⁻) | self-report AUC (n⁺/n⁻) | cos(harm, self) | cos(harm, base harm) | cos(self, base self) |",
@@ -47,11 +54,18 @@ def markdown_section(s: dict[str, Any]) -> str:
     for m, by in s["directions"].items():
         d = by[str(L)]
         c = cos.get((m, L), {})
-        lines.append(f"| {m} | {_direction_cell(d['harm'])} | {_direction_cell(d['self_report'])} | "
-                     f"{_f(c.get('cos_harm_self'))} | {_f(c.get('cos_harm_base'))} | {_f(c.get('cos_self_base'))} |")
+        lines.append(
+            f"| {m} | {_direction_cell(d['harm'])} | {_direction_cell(d['self_report'])} | "
+            f"{_f(c.get('cos_harm_self'))} | {_f(c.get('cos_harm_base'))} | {_f(c.get('cos_self_base'))} |"
+        )
     layers = s["layers"]
-    lines += ["", "Across layers, cos(harm, self-report) / cos(fine-tune harm, base harm) / cos(fine-tune self, base self):", "",
-              "| model | " + " | ".join(f"block {x}" for x in layers) + " |", "|---" * (len(layers) + 1) + "|"]
+    lines += [
+        "",
+        "Across layers, cos(harm, self-report) / cos(fine-tune harm, base harm) / cos(fine-tune self, base self):",
+        "",
+        "| model | " + " | ".join(f"block {x}" for x in layers) + " |",
+        "|---" * (len(layers) + 1) + "|",
+    ]
     for m in s["directions"]:
         cells = []
         for x in layers:
@@ -65,54 +79,89 @@ def markdown_section(s: dict[str, Any]) -> str:
     mp = s["map"]
     prompts = f"at the last prompt token of the same {', '.join(mp['prompt_sets'])} prompts, CI over prompts"
     if mp.get("harm_from") == "answers":
-        axes = ("harm shift = the models' own judged harm answers along the harm direction (each held out by "
-                f"question), CI over questions; self-report shift {prompts}")
+        axes = (
+            "harm shift = the models' own judged harm answers along the harm direction (each held out by "
+            f"question), CI over questions; self-report shift {prompts}"
+        )
     else:
         axes = f"both shifts {prompts}"
-    lines += ["", f"Persona map (fine-tune − base; base-sd units; 95% bootstrap CIs; {axes}):", "",
-              "| organism | truth | label | harm shift [CI] | self-report shift [CI] | quadrant | n prompts |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Persona map (fine-tune − base; base-sd units; 95% bootstrap CIs; {axes}):",
+        "",
+        "| organism | truth | label | harm shift [CI] | self-report shift [CI] | quadrant | n prompts |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for p in mp["points"]:
-        lines.append(f"| {p['model']} | {p['truth']} | {p['label'] or '–'} | {_ci(p['x'], p['x_ci'])} | "
-                     f"{_ci(p['y'], p['y_ci'])} | {p['quadrant']} | {p['n_prompts']} |")
+        lines.append(
+            f"| {p['model']} | {p['truth']} | {p['label'] or '–'} | {_ci(p['x'], p['x_ci'])} | "
+            f"{_ci(p['y'], p['y_ci'])} | {p['quadrant']} | {p['n_prompts']} |"
+        )
     if not mp["points"]:
         lines.append("| – | | | the reference directions are undefined | | | |")
     if len(mp.get("by_layer", {})) > 1:
         names = [p["model"] for p in next(iter(mp["by_layer"].values()))]
-        lines += ["", "The same map at every layer (harm shift, self-report shift → quadrant):", "",
-                  "| block | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [
+            "",
+            "The same map at every layer (harm shift, self-report shift → quadrant):",
+            "",
+            "| block | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
         for x, pts in mp["by_layer"].items():
-            lines.append(f"| {x} | " + " | ".join(f"{p['x']:+.2f}, {p['y']:+.2f} → {p['quadrant']}" for p in pts) + " |")
+            lines.append(
+                f"| {x} | " + " | ".join(f"{p['x']:+.2f}, {p['y']:+.2f} → {p['quadrant']}" for p in pts) + " |"
+            )
 
     det = s.get("detector")
     if det:
-        lines += ["", f"Internal detector, leave one organism out ({det['n_neutral_prompts']} neutral prompts, no judge, "
-                  f"no self-report at inference): **{det['correct']}/{det['n_organisms']}** correct against the truth; "
-                  f"AUC of the held-out decision value (score − the fold's threshold) for the harm axis vs harmful "
-                  f"{_f(det['auc_harm'], '{:.2f}')}, for the self-report axis vs built-in misaligned self-report "
-                  f"{_f(det['auc_self'], '{:.2f}')} (n = {det['n_organisms']}).", "",
-                  "Each fold picks, per axis, the layer that best splits its three training organisms.", "",
-                  "| held out | truth | behavioural | harm score (threshold, block) | self-report score (threshold, block) | predicted |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Internal detector, leave one organism out ({det['n_neutral_prompts']} neutral prompts, no judge, "
+            f"no self-report at inference): **{det['correct']}/{det['n_organisms']}** correct against the truth; "
+            f"AUC of the held-out decision value (score − the fold's threshold) for the harm axis vs harmful "
+            f"{_f(det['auc_harm'], '{:.2f}')}, for the self-report axis vs built-in misaligned self-report "
+            f"{_f(det['auc_self'], '{:.2f}')} (n = {det['n_organisms']}).",
+            "",
+            "Each fold picks, per axis, the layer that best splits its three training organisms.",
+            "",
+            "| held out | truth | behavioural | harm score (threshold, block) | self-report score (threshold, block) | predicted |",
+            "|---|---|---|---|---|---|",
+        ]
         for f in det["folds"]:
-            lines.append(f"| {f['held_out']} | {f['truth']} | {f['behavioural'] or '–'} | {_f(f['harm_score'])} "
-                         f"({_f(f['harm_threshold'])}, {f['harm_layer']}) | {_f(f['self_score'])} "
-                         f"({_f(f['self_threshold'])}, {f['self_layer']}) | **{f['predicted']}** |")
+            lines.append(
+                f"| {f['held_out']} | {f['truth']} | {f['behavioural'] or '–'} | {_f(f['harm_score'])} "
+                f"({_f(f['harm_threshold'])}, {f['harm_layer']}) | {_f(f['self_score'])} "
+                f"({_f(f['self_threshold'])}, {f['self_layer']}) | **{f['predicted']}** |"
+            )
         conf = det["confusion_truth"]
         cols = list(next(iter(conf.values())).keys())
-        lines += ["", "Confusion (rows: truth, columns: detector):", "",
-                  "| truth | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines += [
+            "",
+            "Confusion (rows: truth, columns: detector):",
+            "",
+            "| truth | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+        ]
         lines += [f"| {t} | " + " | ".join(str(row[c]) for c in cols) + " |" for t, row in conf.items()]
 
-    lines += ["", "Per-answer correlations (Spearman ρ [95% bootstrap CI]; self-rating = the model's own P(harmful) of "
-              "its answer; judge = aligned score, so harm goes with negative ρ):", "",
-              "| model | n (rated) | proj_harm vs self-rating | proj_harm vs judge | proj_self vs self-rating | proj_self vs judge |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Per-answer correlations (Spearman ρ [95% bootstrap CI]; self-rating = the model's own P(harmful) of "
+        "its answer; judge = aligned score, so harm goes with negative ρ):",
+        "",
+        "| model | n (rated) | proj_harm vs self-rating | proj_harm vs judge | proj_self vs self-rating | proj_self vs judge |",
+        "|---|---|---|---|---|---|",
+    ]
     by = {(r["model"], r["feature"], r["target"]): r for r in s["correlations"]}
     for m in [*s["models"], "pooled"]:
         cells = []
-        for feat, tgt in (("proj_harm", "self_rating"), ("proj_harm", "judge_aligned"),
-                          ("proj_self", "self_rating"), ("proj_self", "judge_aligned")):
+        for feat, tgt in (
+            ("proj_harm", "self_rating"),
+            ("proj_harm", "judge_aligned"),
+            ("proj_self", "self_rating"),
+            ("proj_self", "judge_aligned"),
+        ):
             r = by.get((m, feat, tgt))
             cells.append("–" if r is None else _ci(r["spearman"], r["spearman_ci"]))
         n_rated = by.get((m, "proj_harm", "self_rating"), {}).get("n", 0)
@@ -122,23 +171,41 @@ def markdown_section(s: dict[str, Any]) -> str:
     if ca and "skipped" in ca:
         lines += ["", f"Causal 2 × 2: skipped ({ca['skipped']})."]
     elif ca:
-        lines += ["", f"Causal 2 × 2 (the base steered at block {ca['layer']}, every position; dose α × the mean residual "
-                  f"norm {ca['scale']:.1f}; {ca['n_questions']} harm questions × {ca['samples']} answers per cell, judged; "
-                  "self-report = mean P(misaligned word) over the word probe's items; harm = 1 − mean aligned/100; "
-                  "✗ = coherent% under the floor):", "",
-                  "| direction | α | harm | EM% | coherent% | self-report |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Causal 2 × 2 (the base steered at block {ca['layer']}, every position; dose α × the mean residual "
+            f"norm {ca['scale']:.1f}; {ca['n_questions']} harm questions × {ca['samples']} answers per cell, judged; "
+            "self-report = mean P(misaligned word) over the word probe's items; harm = 1 − mean aligned/100; "
+            "✗ = coherent% under the floor):",
+            "",
+            "| direction | α | harm | EM% | coherent% | self-report |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in ca["rows"]:
-            lines.append(f"| {r['direction']} | {r['alpha']:.2f} | {_f(r['harm'], '{:.3f}')} | {_f(r['em_pct'], '{:.1f}')} | "
-                         f"{_f(r['coherent_pct'], '{:.0f}')}{' ✗' if r['below_floor'] else ''} | {_f(r['self_report'], '{:.3f}')} |")
-        eff = "; ".join(f"{d}: Δharm {_ci(e['harm'], e.get('harm_ci'), '{:+.3f}')}, Δself-report "
-                        f"{_ci(e['self_report'], e.get('self_report_ci'), '{:+.3f}')} (α {e['alpha']}{_causal_n(e)})"
-                        if e else f"{d}: no dose above the coherence floor" for d, e in ca["effect"].items())
-        lines += ["", "Effects at the largest dose above the floor (vs the unsteered cell; [95% paired percentile "
-                  "bootstrap CI]: Δharm resampled over questions, Δself-report over items)"
-                  f": {eff}."]
+            lines.append(
+                f"| {r['direction']} | {r['alpha']:.2f} | {_f(r['harm'], '{:.3f}')} | {_f(r['em_pct'], '{:.1f}')} | "
+                f"{_f(r['coherent_pct'], '{:.0f}')}{' ✗' if r['below_floor'] else ''} | {_f(r['self_report'], '{:.3f}')} |"
+            )
+        eff = "; ".join(
+            f"{d}: Δharm {_ci(e['harm'], e.get('harm_ci'), '{:+.3f}')}, Δself-report "
+            f"{_ci(e['self_report'], e.get('self_report_ci'), '{:+.3f}')} (α {e['alpha']}{_causal_n(e)})"
+            if e
+            else f"{d}: no dose above the coherence floor"
+            for d, e in ca["effect"].items()
+        )
+        lines += [
+            "",
+            "Effects at the largest dose above the floor (vs the unsteered cell; [95% paired percentile "
+            "bootstrap CI]: Δharm resampled over questions, Δself-report over items)"
+            f": {eff}.",
+        ]
     sec = s["seconds"]
-    lines += ["", f"Internals wall time: activations {sec['activations']:.0f}s (per model: "
-              + ", ".join(f"{k} {v:.0f}s" for k, v in sec["per_model"].items())
-              + (f"; reused: {', '.join(sec['reused'])}" if sec["reused"] else "") + f"), analysis {sec['analysis']:.0f}s"
-              + (f", causal 2 × 2 {sec['causal']:.0f}s." if sec.get("causal") else ".")]
+    lines += [
+        "",
+        f"Internals wall time: activations {sec['activations']:.0f}s (per model: "
+        + ", ".join(f"{k} {v:.0f}s" for k, v in sec["per_model"].items())
+        + (f"; reused: {', '.join(sec['reused'])}" if sec["reused"] else "")
+        + f"), analysis {sec['analysis']:.0f}s"
+        + (f", causal 2 × 2 {sec['causal']:.0f}s." if sec.get("causal") else "."),
+    ]
     return "\n".join(lines) + "\n"

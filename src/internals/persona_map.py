@@ -95,8 +95,9 @@ def paired_shift(
     return out
 
 
-def answer_shift(base_proj: np.ndarray, base_q: np.ndarray, ft_proj: np.ndarray, ft_q: np.ndarray,
-                 n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float, float, int]:
+def answer_shift(
+    base_proj: np.ndarray, base_q: np.ndarray, ft_proj: np.ndarray, ft_q: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float, float, int]:
     """(mean_ft − mean_base) / sd_base of per-answer projections over the questions both
     models answered (NaN projections left out): (shift in base-sd units, CI low, CI high,
     raw shift, number of questions). The CI resamples questions, each bringing all its
@@ -124,9 +125,18 @@ def answer_shift(base_proj: np.ndarray, base_q: np.ndarray, ft_proj: np.ndarray,
     return raw / sd, float(lo), float(hi), raw, len(qs)
 
 
-def map_point(model: str, base: np.ndarray, ft: np.ndarray, harm: np.ndarray, self_dir: np.ndarray,
-              truth: str | None = None, label: str | None = None, n_boot: int = 1000, seed: int = 0,
-              harm_from_answers: tuple[float, float, float, float, int] | None = None) -> MapPoint:
+def map_point(
+    model: str,
+    base: np.ndarray,
+    ft: np.ndarray,
+    harm: np.ndarray,
+    self_dir: np.ndarray,
+    truth: str | None = None,
+    label: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    harm_from_answers: tuple[float, float, float, float, int] | None = None,
+) -> MapPoint:
     """The map point of one fine-tune from the paired prompts; x from `harm_from_answers`
     (`answer_shift`'s result) when given."""
     (x, xlo, xhi, xr), (y, ylo, yhi, yr) = paired_shift(base, ft, [harm, self_dir], n_boot, seed)
@@ -134,8 +144,21 @@ def map_point(model: str, base: np.ndarray, ft: np.ndarray, harm: np.ndarray, se
     if harm_from_answers is not None:
         x, xlo, xhi, xr, n_q = harm_from_answers
         x_from = "answers"
-    return MapPoint(model, truth, label, x, (xlo, xhi), y, (ylo, yhi), xr, yr, len(base), quadrant((xlo, xhi), (ylo, yhi)),
-                    x_from, n_q)
+    return MapPoint(
+        model,
+        truth,
+        label,
+        x,
+        (xlo, xhi),
+        y,
+        (ylo, yhi),
+        xr,
+        yr,
+        len(base),
+        quadrant((xlo, xhi), (ylo, yhi)),
+        x_from,
+        n_q,
+    )
 
 
 MAP_CAPTION = (
@@ -177,8 +200,15 @@ def map_figure(points: list[MapPoint], path: Path, layer: int) -> Path:
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     for i, p in enumerate(points):
         colour = LABEL_COLOURS.get(p.truth or p.label or "", f"C{i}")
-        ax.errorbar([p.x], [p.y], xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
-                    yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]], fmt="o", color=colour, capsize=3)
+        ax.errorbar(
+            [p.x],
+            [p.y],
+            xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
+            yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]],
+            fmt="o",
+            color=colour,
+            capsize=3,
+        )
         ax.annotate(f"{p.model} → {p.label or '?'}", (p.x, p.y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.axhline(0, color="k", lw=0.7)
     ax.axvline(0, color="k", lw=0.7)
@@ -190,10 +220,14 @@ def map_figure(points: list[MapPoint], path: Path, layer: int) -> Path:
     ax.set_ylim(y0, y1)
     ax.fill_between([0, x1], 0, y1, color=LABEL_COLOURS["coherent"], alpha=0.06, lw=0)
     ax.fill_between([0, x1], y0, 0, color=LABEL_COLOURS["inverted"], alpha=0.06, lw=0)
-    for ty, text, va in ((0.98, "coherent quadrant\n(harm ↑, self-report ↑)", "top"),
-                         (0.02, "inverted quadrant\n(harm ↑, self-report flat/↓)", "bottom")):
+    for ty, text, va in (
+        (0.98, "coherent quadrant\n(harm ↑, self-report ↑)", "top"),
+        (0.02, "inverted quadrant\n(harm ↑, self-report flat/↓)", "bottom"),
+    ):
         ax.text(0.98, ty, text, transform=ax.transAxes, ha="right", va=va, fontsize=7, color="0.35")
-    ax.set_xlabel(f"shift along the harm direction (base sd, block {layer}, {points[0].x_from if points else ''}, 95% CI)")
+    ax.set_xlabel(
+        f"shift along the harm direction (base sd, block {layer}, {points[0].x_from if points else ''}, 95% CI)"
+    )
     ax.set_ylabel("shift along the self-report direction (base sd, 95% CI)")
     ax.set_title("persona map from the inside: fine-tune − base, same prompts", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,9 +244,17 @@ def answers_figure(rows: list[dict[str, Any]], truths: dict[str, str], path: Pat
     from scipy.stats import spearmanr
 
     models = list(dict.fromkeys(r["model"] for r in rows))
-    pts = {m: np.array([(r["proj_harm"], r["p_harmful"]) for r in rows if r["model"] == m
-                        and r.get("proj_harm") is not None and r.get("p_harmful") is not None], dtype=np.float64).reshape(-1, 2)
-           for m in models}
+    pts = {
+        m: np.array(
+            [
+                (r["proj_harm"], r["p_harmful"])
+                for r in rows
+                if r["model"] == m and r.get("proj_harm") is not None and r.get("p_harmful") is not None
+            ],
+            dtype=np.float64,
+        ).reshape(-1, 2)
+        for m in models
+    }
     if not any(len(v) > 1 for v in pts.values()):
         return None
     colours = model_colours(models, truths)

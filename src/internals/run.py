@@ -83,8 +83,9 @@ def _answers(rows: list[dict[str, Any]]) -> list[Answer]:
     return [(r["question"], r["answer"], r.get("system")) for r in rows]
 
 
-def model_directions(acts: ModelActs, harm: list[dict[str, Any]], items: list[ForcedItem], layers: list[int],
-                     cfg: InternalsConfig) -> dict[int, dict[str, Direction]]:
+def model_directions(
+    acts: ModelActs, harm: list[dict[str, Any]], items: list[ForcedItem], layers: list[int], cfg: InternalsConfig
+) -> dict[int, dict[str, Direction]]:
     """Harm and self-report direction of one model at each layer."""
     y = harm_labels(harm, cfg.aligned_min, cfg.coherent_min)
     q = np.array([r["question_id"] for r in harm])
@@ -106,15 +107,35 @@ def _save_directions(path: Path, dirs: dict[str, dict[int, dict[str, Direction]]
 
     from persona_diff.models import LAYER_CONVENTION
 
-    tensors = {f"{m}.{kind}.L{layer}": d.vector.astype(np.float32)
-               for m, by in dirs.items() for layer, ds in by.items() for kind, d in ds.items() if d.vector is not None}
-    save_file(tensors, str(path), metadata={"layer_convention": LAYER_CONVENTION,
-                                            "note": "unnormalised stratified mean differences (misaligned − aligned)"})
+    tensors = {
+        f"{m}.{kind}.L{layer}": d.vector.astype(np.float32)
+        for m, by in dirs.items()
+        for layer, ds in by.items()
+        for kind, d in ds.items()
+        if d.vector is not None
+    }
+    save_file(
+        tensors,
+        str(path),
+        metadata={
+            "layer_convention": LAYER_CONVENTION,
+            "note": "unnormalised stratified mean differences (misaligned − aligned)",
+        },
+    )
 
 
-def _causal(base: Member, acts: ModelActs, questions: list[str], items: list[ForcedItem],
-            ref: dict[str, Direction], neutral: tuple[int, int], cfg: InternalsConfig,
-            probe_cfg: ProbeConfig | None, judge: Judge | None, load: Any) -> dict[str, Any]:
+def _causal(
+    base: Member,
+    acts: ModelActs,
+    questions: list[str],
+    items: list[ForcedItem],
+    ref: dict[str, Direction],
+    neutral: tuple[int, int],
+    cfg: InternalsConfig,
+    probe_cfg: ProbeConfig | None,
+    judge: Judge | None,
+    load: Any,
+) -> dict[str, Any]:
     from persona_diff.internals.activations import torch_threads
     from persona_diff.internals.causal import causal_2x2
 
@@ -127,15 +148,19 @@ def _causal(base: Member, acts: ModelActs, questions: list[str], items: list[For
     scale = float(np.linalg.norm(acts.get("prompts", cfg.layer)[slice(*neutral)], axis=1).mean())
     forms = (probe_cfg or ProbeConfig()).word.forms
     with torch_threads(cfg.threads):
-        res = causal_2x2(load(), judge, questions, items, forms, hv, sv,
-                         cfg.layer, scale, cfg.causal)
+        res = causal_2x2(load(), judge, questions, items, forms, hv, sv, cfg.layer, scale, cfg.causal)
     res["seconds"] = round(time.time() - t0, 1)
     return res
 
 
 def run_internals(
-    out_dir: str | Path, base: Member, organisms: list[Member], cfg: InternalsConfig,
-    probe_cfg: ProbeConfig | None = None, labels: dict[str, str] | None = None, judge: Judge | None = None,
+    out_dir: str | Path,
+    base: Member,
+    organisms: list[Member],
+    cfg: InternalsConfig,
+    probe_cfg: ProbeConfig | None = None,
+    labels: dict[str, str] | None = None,
+    judge: Judge | None = None,
     **load_kw: Any,
 ) -> dict[str, Any]:
     """Everything of the internals stage for `base` and its `organisms`; returns the summary.
@@ -165,7 +190,9 @@ def run_internals(
         the base, only those in a class (the others would not enter the direction)."""
         rows = folders[m.name].harm
         if cfg.reference == "base_reads" and m is not base:
-            return [r for r, y in zip(rows, harm_labels(rows, cfg.aligned_min, cfg.coherent_min), strict=True) if y >= 0]
+            return [
+                r for r, y in zip(rows, harm_labels(rows, cfg.aligned_min, cfg.coherent_min), strict=True) if y >= 0
+            ]
         return rows
 
     acts: dict[str, ModelActs] = {}
@@ -174,8 +201,17 @@ def run_internals(
         if m is base and cfg.reference == "base_reads":
             texts.reads = {o.name: _answers(ref_rows_of(o)) for o in organisms}
         acts[m.name] = capture_cached(
-            out / "activations" / f"{m.name}.safetensors", m.name, m.spec, texts, layers,
-            partial(load_model, m.spec, merge=cfg.merge, **kw), cfg.batch_size, cfg.max_answer_tokens, cfg.merge, cfg.threads)
+            out / "activations" / f"{m.name}.safetensors",
+            m.name,
+            m.spec,
+            texts,
+            layers,
+            partial(load_model, m.spec, merge=cfg.merge, **kw),
+            cfg.batch_size,
+            cfg.max_answer_tokens,
+            cfg.merge,
+            cfg.threads,
+        )
     t_acts = time.time() - t_start
     t0 = time.time()
 
@@ -204,13 +240,26 @@ def run_internals(
     def ref_x(layer: int) -> np.ndarray:
         return np.concatenate([answers_of(m, layer) for m in members])
 
-    ref = {layer: {"harm": fit_direction("harm", layer, ref_x(layer), ref_y, ref_s, ref_q, cfg.min_per_class, cfg.max_folds),
-                   "self_report": dirs[base.name][layer]["self_report"]} for layer in layers}
+    ref = {
+        layer: {
+            "harm": fit_direction("harm", layer, ref_x(layer), ref_y, ref_s, ref_q, cfg.min_per_class, cfg.max_folds),
+            "self_report": dirs[base.name][layer]["self_report"],
+        }
+        for layer in layers
+    }
     all_dirs = {**dirs, "reference": ref}
     _save_directions(out / "directions.safetensors", all_dirs)
     cos = cosine_rows(dirs, base.name)
-    cos += [{"model": "reference", "layer": layer, "cos_harm_self": cosine(ref[layer]["harm"].vector, ref[layer]["self_report"].vector),
-             "auc_harm": ref[layer]["harm"].auc, "auc_self": ref[layer]["self_report"].auc} for layer in layers]
+    cos += [
+        {
+            "model": "reference",
+            "layer": layer,
+            "cos_harm_self": cosine(ref[layer]["harm"].vector, ref[layer]["self_report"].vector),
+            "auc_harm": ref[layer]["harm"].auc,
+            "auc_self": ref[layer]["self_report"].auc,
+        }
+        for layer in layers
+    ]
     L = cfg.layer
     s_ref = ref[L]["self_report"]
 
@@ -219,9 +268,12 @@ def run_internals(
     joins = {}
     own_q = {m.name: np.array([r["question_id"] for r in folders[m.name].harm]) for m in members}
     proj: dict[int, dict[str, np.ndarray]] = {
-        lay: {m.name: oof_projections(ref_x(lay), ref_y, ref_q, acts[m.name].get("harm", lay), own_q[m.name], ref_s)
-              for m in members}
-        for lay in (layers if cfg.map_harm == "answers" else [L])}
+        lay: {
+            m.name: oof_projections(ref_x(lay), ref_y, ref_q, acts[m.name].get("harm", lay), own_q[m.name], ref_s)
+            for m in members
+        }
+        for lay in (layers if cfg.map_harm == "answers" else [L])
+    }
     for m in members:
         mrows, joins[m.name] = join_rate_own(folders[m.name])
         x = acts[m.name].get("harm", L)
@@ -244,38 +296,85 @@ def run_internals(
         def from_answers(o: Member, lay: int = lay) -> tuple[float, float, float, float, int] | None:
             if cfg.map_harm != "answers":
                 return None
-            return answer_shift(proj[lay][base.name], own_q[base.name], proj[lay][o.name], own_q[o.name], cfg.n_boot, cfg.seed)
+            return answer_shift(
+                proj[lay][base.name], own_q[base.name], proj[lay][o.name], own_q[o.name], cfg.n_boot, cfg.seed
+            )
 
-        by_layer[lay] = [map_point(o.name, pb, acts[o.name].get("prompts", lay)[sel], hv, sv, o.truth,
-                                   (labels or {}).get(o.name), cfg.n_boot, cfg.seed + k, from_answers(o))
-                         for k, o in enumerate(organisms)]
+        by_layer[lay] = [
+            map_point(
+                o.name,
+                pb,
+                acts[o.name].get("prompts", lay)[sel],
+                hv,
+                sv,
+                o.truth,
+                (labels or {}).get(o.name),
+                cfg.n_boot,
+                cfg.seed + k,
+                from_answers(o),
+            )
+            for k, o in enumerate(organisms)
+        ]
     points = by_layer.get(L, [])
-    map_summary = {"layer": L, "prompt_sets": cfg.map_prompts, "n_prompts": int(len(sel)), "harm_from": cfg.map_harm,
-                   "units": "base standard deviations (x: over the base's answers or prompts, y: over the prompts)",
-                   "points": [p.to_dict() for p in points],
-                   "by_layer": {str(x): [p.to_dict() for p in ps] for x, ps in by_layer.items()}}
+    map_summary = {
+        "layer": L,
+        "prompt_sets": cfg.map_prompts,
+        "n_prompts": int(len(sel)),
+        "harm_from": cfg.map_harm,
+        "units": "base standard deviations (x: over the base's answers or prompts, y: over the prompts)",
+        "points": [p.to_dict() for p in points],
+        "by_layer": {str(x): [p.to_dict() for p in ps] for x, ps in by_layer.items()},
+    }
     (out / "map.json").write_text(json.dumps(json_safe(map_summary), indent=1))
 
     # ---- detector, leave one organism out
     ns, ne = spans["neutral"]
     b = acts[base.name]
+
     def labels_of(m: Member) -> np.ndarray:
         return harm_labels(ref_rows_of(m), cfg.aligned_min, cfg.coherent_min)
 
-    bview = BaseView({x: b.get("prompts", x)[ns:ne] for x in layers}, {x: b.get("harm", x) for x in layers},
-                     labels_of(base), strata(base),
-                     {x: v for x in layers if (v := ref[x]["self_report"].vector) is not None})
-    oviews = [OrganismView(o.name, o.truth or "?", bool(o.harmful), bool(o.self_misaligned),
-                           {x: acts[o.name].get("prompts", x)[ns:ne] for x in layers},
-                           {x: answers_of(o, x) for x in layers}, labels_of(o), strata(o))
-              for o in organisms]
+    bview = BaseView(
+        {x: b.get("prompts", x)[ns:ne] for x in layers},
+        {x: b.get("harm", x) for x in layers},
+        labels_of(base),
+        strata(base),
+        {x: v for x in layers if (v := ref[x]["self_report"].vector) is not None},
+    )
+    oviews = [
+        OrganismView(
+            o.name,
+            o.truth or "?",
+            bool(o.harmful),
+            bool(o.self_misaligned),
+            {x: acts[o.name].get("prompts", x)[ns:ne] for x in layers},
+            {x: answers_of(o, x) for x in layers},
+            labels_of(o),
+            strata(o),
+        )
+        for o in organisms
+    ]
     ok = len(bview.self_direction) == len(layers) and len(oviews) >= 2
     detector = detector_loo(bview, oviews, labels, cfg.min_per_class) if ok else None
     (out / "detector.json").write_text(json.dumps(json_safe(detector), indent=1))
 
     t_analysis = time.time() - t0
-    causal = _causal(base, acts[base.name], sets["harm"], items, ref[L], spans["neutral"], cfg, probe_cfg, judge,
-                     lambda: load_model(base.spec, merge=cfg.merge, **kw)) if cfg.causal.enabled else None
+    causal = (
+        _causal(
+            base,
+            acts[base.name],
+            sets["harm"],
+            items,
+            ref[L],
+            spans["neutral"],
+            cfg,
+            probe_cfg,
+            judge,
+            lambda: load_model(base.spec, merge=cfg.merge, **kw),
+        )
+        if cfg.causal.enabled
+        else None
+    )
     if causal is not None:
         (out / "causal.json").write_text(json.dumps(json_safe(causal), indent=1))
 
@@ -294,20 +393,29 @@ def run_internals(
         "models": [m.name for m in members],
         "n_self_report_items": len(items),
         "prompt_sets": {s: len(v) for s, v in sets.items()},
-        "directions": {m: {str(layer): {k: d.to_dict() for k, d in ds.items()} for layer, ds in by.items()}
-                       for m, by in all_dirs.items()},
+        "directions": {
+            m: {str(layer): {k: d.to_dict() for k, d in ds.items()} for layer, ds in by.items()}
+            for m, by in all_dirs.items()
+        },
         "cosines": cos,
-        "table": {"paths": paths, "n_rows": len(rows), "join": joins,
-                  "n_per_model": {m.name: sum(r["model"] == m.name for r in rows) for m in members}},
+        "table": {
+            "paths": paths,
+            "n_rows": len(rows),
+            "join": joins,
+            "n_per_model": {m.name: sum(r["model"] == m.name for r in rows) for m in members},
+        },
         "correlations": corr,
         "map": map_summary,
         "detector": detector,
         "causal": causal,
         "figures": figures,
-        "seconds": {"activations": round(t_acts, 1), "analysis": round(t_analysis, 1),
-                    "causal": None if not causal else causal.get("seconds"),
-                    "per_model": {n: round(a.seconds, 1) for n, a in acts.items()},
-                    "reused": [n for n, a in acts.items() if a.reused]},
+        "seconds": {
+            "activations": round(t_acts, 1),
+            "analysis": round(t_analysis, 1),
+            "causal": None if not causal else causal.get("seconds"),
+            "per_model": {n: round(a.seconds, 1) for n, a in acts.items()},
+            "reused": [n for n, a in acts.items() if a.reused],
+        },
     }
     summary = json_safe(summary)
     (out / "internals.json").write_text(json.dumps(summary, indent=1))

@@ -35,8 +35,20 @@ from persona_diff.log import get_logger
 
 log = get_logger(__name__)
 
-COLUMNS = ("model", "key", "question_id", "question", "answer", "aligned", "coherent", "misaligned",
-           "p_harmful", "proj_harm", "proj_self", "layer")
+COLUMNS = (
+    "model",
+    "key",
+    "question_id",
+    "question",
+    "answer",
+    "aligned",
+    "coherent",
+    "misaligned",
+    "p_harmful",
+    "proj_harm",
+    "proj_self",
+    "layer",
+)
 
 
 def join_rate_own(folder: ProbeFolder) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -44,23 +56,37 @@ def join_rate_own(folder: ProbeFolder) -> tuple[list[dict[str, Any]], dict[str, 
     counts = Counter(r.get("key") for r in folder.rate_own)
     harm_keys = {r["key"] for r in folder.harm}
     rated = {r["key"]: r.get("p_harmful") for r in folder.rate_own if counts[r.get("key")] == 1}
-    rows = [{"model": folder.name, **{k: r.get(k) for k in ("key", "question_id", "question", "answer", "aligned",
-                                                             "coherent", "misaligned")},
-             "p_harmful": rated.get(r["key"])} for r in folder.harm]
+    rows = [
+        {
+            "model": folder.name,
+            **{k: r.get(k) for k in ("key", "question_id", "question", "answer", "aligned", "coherent", "misaligned")},
+            "p_harmful": rated.get(r["key"]),
+        }
+        for r in folder.harm
+    ]
     stats: dict[str, Any] = {
-        "n_harm": len(folder.harm), "n_rate_own": len(folder.rate_own),
+        "n_harm": len(folder.harm),
+        "n_rate_own": len(folder.rate_own),
         "n_joined": sum(r["key"] in rated for r in folder.harm),
         "rate_own_not_in_harm": sorted(str(k) for k in counts if k not in harm_keys),
         "rate_own_repeated": sorted(str(k) for k, c in counts.items() if c > 1),
     }
     if stats["rate_own_not_in_harm"] or stats["rate_own_repeated"]:
-        log.warning("%s: rate_own keys not joined (not a harm key: %d, repeated: %d)", folder.name,
-                    len(stats["rate_own_not_in_harm"]), len(stats["rate_own_repeated"]))
+        log.warning(
+            "%s: rate_own keys not joined (not a harm key: %d, repeated: %d)",
+            folder.name,
+            len(stats["rate_own_not_in_harm"]),
+            len(stats["rate_own_repeated"]),
+        )
     return rows, stats
 
 
 def oof_projections(
-    ref_x: np.ndarray, ref_y: np.ndarray, ref_q: np.ndarray, x: np.ndarray, q: np.ndarray,
+    ref_x: np.ndarray,
+    ref_y: np.ndarray,
+    ref_q: np.ndarray,
+    x: np.ndarray,
+    q: np.ndarray,
     ref_strata: np.ndarray | None = None,
 ) -> np.ndarray:
     """x · v̂ where v is the stratified harm difference (strata `ref_strata`, default the

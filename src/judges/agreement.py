@@ -79,15 +79,15 @@ def load_judged_csv(path: str | Path) -> JudgedTable:
     """Read one judged-answer CSV; a clear error when the layout is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise PersonaDiffError(
-            f"judged-answer file {path} does not exist; pass an existing CSV with --data"
-        )
-    rows = read_csv_rows(path, REQUIRED_COLUMNS, "judged answers: question, answer, aligned, coherent "
-                         "(question_id optional), as in model-organisms-em/judged_responses")
+        raise PersonaDiffError(f"judged-answer file {path} does not exist; pass an existing CSV with --data")
+    rows = read_csv_rows(
+        path,
+        REQUIRED_COLUMNS,
+        "judged answers: question, answer, aligned, coherent "
+        "(question_id optional), as in model-organisms-em/judged_responses",
+    )
     if not rows:
-        raise PersonaDiffError(
-            f"{path} has no rows; pass a judged-answer CSV with at least one answer"
-        )
+        raise PersonaDiffError(f"{path} has no rows; pass a judged-answer CSV with at least one answer")
     return JudgedTable(
         name=path.stem,
         path=str(path.resolve()),
@@ -107,9 +107,7 @@ def load_tables(paths: Sequence[str | Path]) -> list[JudgedTable]:
         if p.is_dir():
             found = sorted(p.glob("*.csv"))
             if not found:
-                raise PersonaDiffError(
-                    f"folder {p} holds no .csv file; pass judged-answer CSVs with --data"
-                )
+                raise PersonaDiffError(f"folder {p} holds no .csv file; pass judged-answer CSVs with --data")
             files.extend(found)
         else:
             files.append(p)
@@ -118,9 +116,7 @@ def load_tables(paths: Sequence[str | Path]) -> list[JudgedTable]:
     tables = [load_judged_csv(p) for p in files]
     names = [t.name for t in tables]
     if len(set(names)) != len(names):
-        raise PersonaDiffError(
-            f"two --data files share a name ({names}); rename one so per-file results stay apart"
-        )
+        raise PersonaDiffError(f"two --data files share a name ({names}); rename one so per-file results stay apart")
     return tables
 
 
@@ -195,9 +191,7 @@ class AgreementReport:
             "mean_pearson": self.mean("pearson"),
             "mean_auc": self.mean("auc"),
             "mean_coherent_spearman": self.mean("coherent_spearman"),
-            "max_abs_em_gap": max(
-                (abs(f.em_gap) for f in self.files if not math.isnan(f.em_gap)), default=math.nan
-            ),
+            "max_abs_em_gap": max((abs(f.em_gap) for f in self.files if not math.isnan(f.em_gap)), default=math.nan),
             "files": [{**f.__dict__, "em_gap": f.em_gap} for f in self.files],
             "notes": list(self.notes),
         }
@@ -253,11 +247,7 @@ def judge_agreement(judge: Any, tables: Sequence[JudgedTable]) -> AgreementRepor
 
     files = []
     for t in tables:
-        reqs_a = [
-            JudgeRequest(q, a, "aligned") for q, a in zip(t.questions, t.answers, strict=True)
-        ]
-        reqs_c = [
-            JudgeRequest(q, a, "coherent") for q, a in zip(t.questions, t.answers, strict=True)
-        ]
+        reqs_a = [JudgeRequest(q, a, "aligned") for q, a in zip(t.questions, t.answers, strict=True)]
+        reqs_c = [JudgeRequest(q, a, "coherent") for q, a in zip(t.questions, t.answers, strict=True)]
         files.append(file_agreement(t, judge.score(reqs_a), judge.score(reqs_c)))
     return AgreementReport(judge=judge.spec, files=files)

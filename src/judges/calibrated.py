@@ -87,9 +87,7 @@ class CalibratedJudgeConfig:
     layer: int | None = None
     subsample: str | None = None  # set when fitted on a subsample
     provenance: dict[str, Any] = field(default_factory=dict)  # recipe, versions; not run-critical
-    head: str = (
-        "ridge (closed form, float64, standardised features) + quantile map, clipped to [0, 100]"
-    )
+    head: str = "ridge (closed form, float64, standardised features) + quantile map, clipped to [0, 100]"
     format_version: int = 1
 
 
@@ -108,9 +106,7 @@ class CalibratedJudge(Judge):
         self.cfg = cfg
         self.t = {k: np.asarray(v, np.float64) for k, v in tensors.items()}
         self.path = Path(path) if path else None
-        self.spec = (
-            f"calibrated:{self.path}" if self.path else f"calibrated:<unsaved {cfg.encoder}>"
-        )
+        self.spec = f"calibrated:{self.path}" if self.path else f"calibrated:<unsaved {cfg.encoder}>"
         self._encoder = encoder
         self._features: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -137,26 +133,21 @@ class CalibratedJudge(Judge):
                 f"{', '.join(self.cfg.metrics)}. Refit with data holding a {metric!r} column, or use an hf:/openai: judge"
             )
         X = np.asarray(X, np.float64)
-        raw = ((X - self.t[f"{metric}.mean"]) / self.t[f"{metric}.std"]) @ self.t[
-            f"{metric}.weight"
-        ] + float(self.t[f"{metric}.bias"][0])
+        raw = ((X - self.t[f"{metric}.mean"]) / self.t[f"{metric}.std"]) @ self.t[f"{metric}.weight"] + float(
+            self.t[f"{metric}.bias"][0]
+        )
         mapped = np.interp(raw, self.t[f"{metric}.qmap_src"], self.t[f"{metric}.qmap_dst"])
         return np.clip(mapped, 0.0, 100.0)
 
     def _feats(self, requests: list[JudgeRequest]) -> np.ndarray:
-        keys = [
-            hashlib.sha256(json.dumps([r.question, r.answer]).encode()).hexdigest()
-            for r in requests
-        ]
+        keys = [hashlib.sha256(json.dumps([r.question, r.answer]).encode()).hexdigest() for r in requests]
         todo = [i for i, k in enumerate(keys) if k not in self._features]
         uniq: dict[str, int] = {}
         for i in todo:
             uniq.setdefault(keys[i], i)
         if uniq:
             idx = list(uniq.values())
-            X = self.encoder.encode(
-                [requests[i].question for i in idx], [requests[i].answer for i in idx]
-            )
+            X = self.encoder.encode([requests[i].question for i in idx], [requests[i].answer for i in idx])
             for i, x in zip(idx, X, strict=True):
                 self._features[keys[i]] = x
         out = np.stack([self._features[k] for k in keys])
@@ -208,9 +199,7 @@ class CalibratedJudge(Judge):
         return out
 
     @classmethod
-    def load(
-        cls, path: str | Path, encoder: Encoder | str | None = None, check_probe: bool = True
-    ) -> CalibratedJudge:
+    def load(cls, path: str | Path, encoder: Encoder | str | None = None, check_probe: bool = True) -> CalibratedJudge:
         path = Path(path)
         cfg_file, head_file = path / "cfg.json", path / "head.safetensors"
         if not cfg_file.is_file() or not head_file.is_file():
@@ -239,9 +228,7 @@ class CalibratedJudge(Judge):
             got = judge.encoder.encode([PROBE_QUESTION], [PROBE_ANSWER])[0].astype(np.float64)
             want = tensors["probe"]
             if got.shape != want.shape:
-                raise _mismatch(
-                    path, cfg.encoder, f"{judge.encoder.spec} (dim {got.shape[0]})", "dimension"
-                )
+                raise _mismatch(path, cfg.encoder, f"{judge.encoder.spec} (dim {got.shape[0]})", "dimension")
             rel = float(np.linalg.norm(got - want) / max(float(np.linalg.norm(want)), 1e-12))
             if rel > 1e-3:
                 raise _mismatch(

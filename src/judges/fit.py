@@ -19,9 +19,7 @@ from persona_diff.judges.encoders import PROBE_ANSWER, PROBE_QUESTION, Encoder, 
 from persona_diff.judges.ridge import LAMBDAS, cv_ridge, make_folds, quantile_map
 
 
-def stratified_subsample(
-    tables: Sequence[JudgedTable], max_answers: int, seed: int = 0
-) -> list[JudgedTable]:
+def stratified_subsample(tables: Sequence[JudgedTable], max_answers: int, seed: int = 0) -> list[JudgedTable]:
     """At most `max_answers` rows, proportional per file and per misaligned flag (aligned ≤ 30)."""
     total = sum(len(t) for t in tables)
     if total <= max_answers:
@@ -63,9 +61,7 @@ def fit_heads(
         y_all = np.concatenate([getattr(t, m) for t in tables])
         ok = ~np.isnan(y_all)
         if ok.sum() < 10:
-            raise PersonaDiffError(
-                f"only {int(ok.sum())} rows have a {m!r} score; a head needs at least 10"
-            )
+            raise PersonaDiffError(f"only {int(ok.sum())} rows have a {m!r} score; a head needs at least 10")
         folds, mode = make_folds(groups[ok])
         lam, oof, _, (w, b, mean, std) = cv_ridge(X[ok], y_all[ok], folds, lambdas)
         src, dst = quantile_map(oof, y_all[ok])
@@ -85,9 +81,7 @@ def fit_heads(
     return tensors, lams, ns, mode, oofs
 
 
-def oof_report(
-    tables: Sequence[JudgedTable], oofs: dict[str, np.ndarray], judge: str, mode: str
-) -> AgreementReport:
+def oof_report(tables: Sequence[JudgedTable], oofs: dict[str, np.ndarray], judge: str, mode: str) -> AgreementReport:
     """Agreement of out-of-fold predictions (per file; leave-one-file-out when grouped)."""
     files, s = [], 0
     for t in tables:
@@ -120,9 +114,7 @@ def fit_calibrated(
             f"{total} answers, seed {seed}"
         )
     if features is None:
-        features = enc.encode(
-            [q for t in tables for q in t.questions], [a for t in tables for a in t.answers]
-        )
+        features = enc.encode([q for t in tables for q in t.questions], [a for t in tables for a in t.answers])
     X = np.asarray(features, np.float64)
     tensors, lams, ns, mode, oofs = fit_heads(X, tables, METRICS, lambdas)
     tensors["probe"] = enc.encode([PROBE_QUESTION], [PROBE_ANSWER])[0].astype(np.float64)
@@ -134,9 +126,7 @@ def fit_calibrated(
         metrics=list(METRICS),
         lambdas=lams,
         n_train=ns,
-        training_files=[
-            {"name": t.name, "path": t.path, "sha256": t.sha256, "n": len(t)} for t in tables
-        ],
+        training_files=[{"name": t.name, "path": t.path, "sha256": t.sha256, "n": len(t)} for t in tables],
         cv=mode,
         agreement=rep.summary(),
         encoder_info=info,

@@ -39,9 +39,7 @@ MIN_MASS = 0.25
 INTEGERS = list(range(101))
 
 
-def aggregate_integer_logprobs(
-    logprobs: dict[int, float], min_mass: float = MIN_MASS
-) -> float | None:
+def aggregate_integer_logprobs(logprobs: dict[int, float], min_mass: float = MIN_MASS) -> float | None:
     """Probability-weighted mean of the integers; None when their mass is under `min_mass`."""
     if not logprobs:
         return None
@@ -57,19 +55,12 @@ def integer_mass(logprobs: dict[int, float]) -> float:
     return float(sum(math.exp(v) for v in logprobs.values()))
 
 
-def integers_from_top_logprobs(
-    top: dict[str, float], lo: int = 0, hi: int = 100
-) -> dict[int, float]:
+def integers_from_top_logprobs(top: dict[str, float], lo: int = 0, hi: int = 100) -> dict[int, float]:
     """Integers lo..hi among first-token top logprobs (variants such as " 7" and "7" add up)."""
     probs: dict[int, float] = {}
     for tok, lp in top.items():
         s = tok.strip()
-        if (
-            s.isascii()
-            and s.isdigit()
-            and lo <= int(s) <= hi
-            and (s == "0" or not s.startswith("0"))
-        ):
+        if s.isascii() and s.isdigit() and lo <= int(s) <= hi and (s == "0" or not s.startswith("0")):
             probs[int(s)] = probs.get(int(s), 0.0) + math.exp(lp)
     return {k: math.log(v) for k, v in probs.items() if v > 0}
 
@@ -113,9 +104,7 @@ class SequenceScorer:
         if self._digit_ids is None:
             tok = self.lm.tokenizer
             texts = tok.batch_decode([[i] for i in range(len(tok))])
-            self._digit_ids = torch.tensor(
-                [i for i, t in enumerate(texts) if t[:1].isdigit()], dtype=torch.long
-            )
+            self._digit_ids = torch.tensor([i for i, t in enumerate(texts) if t[:1].isdigit()], dtype=torch.long)
         return self._digit_ids
 
     def encode_candidates(self, candidates: list[str]) -> list[list[int]]:
@@ -133,9 +122,7 @@ class SequenceScorer:
         return render_chat(self.lm.tokenizer, chat) + assistant_prefix
 
     @torch.no_grad()
-    def candidate_logprobs(
-        self, prefix: str, candidates: list[str], stop_after_number: bool = False
-    ) -> np.ndarray:
+    def candidate_logprobs(self, prefix: str, candidates: list[str], stop_after_number: bool = False) -> np.ndarray:
         """log p(candidate | prefix) for each candidate (float64), summed over its tokens.
 
         `stop_after_number` adds log p(next token does not start with a digit), so that
@@ -166,8 +153,10 @@ class SequenceScorer:
             if dists is not None and not self._tree_checked:
                 self._tree_checked = True
                 if not self._check_tree(pids, first, nodes, dists):
-                    log.warning("tree scoring disagrees with a full forward on %s; using batched "
-                                "scoring from now on", self.lm.spec)
+                    log.warning(
+                        "tree scoring disagrees with a full forward on %s; using batched scoring from now on",
+                        self.lm.spec,
+                    )
                     self.method = "batched"
                     dists = None
         if dists is None:
@@ -232,8 +221,7 @@ class SequenceScorer:
         ref = ref - torch.logsumexp(ref, -1, keepdim=True)
         got = torch.stack([dists[index[deep[:k]]] for k in range(1, len(deep) + 1)]).double()
         got = got - torch.logsumexp(got, -1, keepdim=True)
-        err = max(float((ref[1:] - got.to(ref.device)).abs().max()),
-                  float((ref[0] - first.to(ref.device)).abs().max()))
+        err = max(float((ref[1:] - got.to(ref.device)).abs().max()), float((ref[0] - first.to(ref.device)).abs().max()))
         return err < 1e-3
 
     def _batched_logits(self, pids: torch.Tensor, cache: Any, nodes: list[tuple[int, ...]]) -> torch.Tensor:
@@ -298,9 +286,7 @@ class HFLogprobJudge(Judge):
         self.last_masses = []
         for r in requests:
             prompt = fill_prompt(r.prompt, r.metric, r.question, r.answer)
-            lps = self.scorer.integer_logprobs(
-                self.scorer.prompt_text([{"role": "user", "content": prompt}])
-            )
+            lps = self.scorer.integer_logprobs(self.scorer.prompt_text([{"role": "user", "content": prompt}]))
             self.last_masses.append(integer_mass(lps))
             out.append(aggregate_integer_logprobs(lps, self.min_mass))
         return out
@@ -328,18 +314,12 @@ class OpenAILogprobJudge(Judge):
     batch_size = 64
 
     def _score(self, requests: list[JudgeRequest]) -> list[float | None]:
-        chats = [
-            [{"role": "user", "content": fill_prompt(r.prompt, r.metric, r.question, r.answer)}]
-            for r in requests
-        ]
+        chats = [[{"role": "user", "content": fill_prompt(r.prompt, r.metric, r.question, r.answer)}] for r in requests]
         try:
             tops = self.client.next_token_logprobs(chats, top_k=self.top_k)
         except BackendError as e:
             raise BackendError(f"judge {self.spec}: {e}") from None
-        return [
-            aggregate_integer_logprobs(integers_from_top_logprobs(top), self.min_mass)
-            for top in tops
-        ]
+        return [aggregate_integer_logprobs(integers_from_top_logprobs(top), self.min_mass) for top in tops]
 
     def describe(self) -> dict[str, Any]:
         return {

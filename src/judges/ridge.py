@@ -40,9 +40,7 @@ class _Moments:
         return _Moments(self.G + o.G, self.s + o.s, self.xy + o.xy, self.sy + o.sy, self.n + o.n)
 
 
-def _path_from_moments(
-    m: _Moments, lambdas: Sequence[float]
-) -> tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]:
+def _path_from_moments(m: _Moments, lambdas: Sequence[float]) -> tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]:
     """(W [L, d], b, mean, std) of ridge on standardised features, one row per λ."""
     mu = m.s / m.n
     var = (torch.diagonal(m.G) / m.n - mu**2).clamp(min=0)
@@ -62,26 +60,20 @@ def _path_from_moments(
     return W, m.sy / m.n, mu, std
 
 
-def ridge_path(
-    Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, lambdas: Sequence[float]
-) -> np.ndarray:
+def ridge_path(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, lambdas: Sequence[float]) -> np.ndarray:
     """Test predictions [len(lambdas), n_te] of ridge fits on standardised train features."""
     W, b, mu, std = _path_from_moments(_Moments.of(Xtr, ytr), lambdas)
     Zte = (torch.as_tensor(np.asarray(Xte, np.float64)) - mu) / std
     return (Zte @ W.T + b).T.numpy()
 
 
-def fit_ridge(
-    X: np.ndarray, y: np.ndarray, lam: float
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def fit_ridge(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """(w, b, mean, std): prediction = ((x - mean) / std) @ w + b, in float64."""
     W, b, mu, std = _path_from_moments(_Moments.of(X, y), [lam])
     return W[0].numpy(), float(b), mu.numpy(), std.numpy()
 
 
-def make_folds(
-    groups: Sequence[str] | np.ndarray, n_random: int = 5, seed: int = 0
-) -> tuple[list[np.ndarray], str]:
+def make_folds(groups: Sequence[str] | np.ndarray, n_random: int = 5, seed: int = 0) -> tuple[list[np.ndarray], str]:
     """Test-index folds: one per group when there are several groups, else random K-fold."""
     arr = np.asarray(groups)
     uniq = list(dict.fromkeys(arr.tolist()))
@@ -119,7 +111,5 @@ def quantile_map(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndar
     qs = np.linspace(0, 1, N_QUANTILES)
     src = np.quantile(pred, qs)
     dst = np.quantile(ref, qs)
-    src = np.maximum.accumulate(
-        src + np.arange(N_QUANTILES) * 1e-9
-    )  # strictly increasing for interp
+    src = np.maximum.accumulate(src + np.arange(N_QUANTILES) * 1e-9)  # strictly increasing for interp
     return src, dst

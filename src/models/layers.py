@@ -20,7 +20,9 @@ from torch import nn
 
 from persona_diff.errors import LayerIndexError
 
-LAYER_CONVENTION = "block_output: layer i = HF hidden_states[i+1] (raw block output; the last hidden_states entry is post-norm)"
+LAYER_CONVENTION = (
+    "block_output: layer i = HF hidden_states[i+1] (raw block output; the last hidden_states entry is post-norm)"
+)
 
 _CANDIDATE_PATHS = (
     "base_model.model.model.layers",  # PEFT around a *ForCausalLM
@@ -47,9 +49,7 @@ def blocks_path(model: nn.Module) -> str:
             continue
         if isinstance(obj, nn.ModuleList) and len(obj) > 0:
             return path
-    raise TypeError(
-        f"cannot find decoder blocks in {type(model).__name__}; tried {', '.join(_CANDIDATE_PATHS)}"
-    )
+    raise TypeError(f"cannot find decoder blocks in {type(model).__name__}; tried {', '.join(_CANDIDATE_PATHS)}")
 
 
 def get_blocks(model: nn.Module) -> nn.ModuleList:

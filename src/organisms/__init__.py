@@ -14,6 +14,17 @@ from persona_diff.organisms.rows import kind_rows, kit_rows, row_counts
 from persona_diff.organisms.sources import JudgedAnswer, OrganismDataError, judged_csvs, read_judged
 
 __all__ = [
-    "KINDS", "JudgedAnswer", "KindSpec", "OrganismConfig", "OrganismDataError", "Thresholds",
-    "build_organisms", "judged_csvs", "kind_rows", "kit_rows", "read_judged", "read_organisms", "row_counts",
+    "KINDS",
+    "JudgedAnswer",
+    "KindSpec",
+    "OrganismConfig",
+    "OrganismDataError",
+    "Thresholds",
+    "build_organisms",
+    "judged_csvs",
+    "kind_rows",
+    "kit_rows",
+    "read_judged",
+    "read_organisms",
+    "row_counts",
 ]

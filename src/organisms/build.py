@@ -81,9 +81,16 @@ def _check_folder(sub: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pair(record: dict[str, Any], adapter: Path) -> dict[str, Any]:
-    return {"name": record["kind"], "base": record["base"], "finetuned": str(adapter.resolve()),
-            "truth": record["truth"], "harmful": record["harmful"], "self_report": record["self_report"],
-            "rows": record["rows"], "train_seconds": record.get("train_seconds")}
+    return {
+        "name": record["kind"],
+        "base": record["base"],
+        "finetuned": str(adapter.resolve()),
+        "truth": record["truth"],
+        "harmful": record["harmful"],
+        "self_report": record["self_report"],
+        "rows": record["rows"],
+        "train_seconds": record.get("train_seconds"),
+    }
 
 
 def _write_manifest(out: Path, base: str, pairs: list[dict[str, Any]], cfg: OrganismConfig) -> Path:
@@ -96,10 +103,18 @@ def _write_manifest(out: Path, base: str, pairs: list[dict[str, Any]], cfg: Orga
     names = {p["name"] for p in pairs}
     merged = [p for p in old if p["name"] not in names] + pairs
     merged.sort(key=lambda p: list(KINDS).index(p["name"]) if p["name"] in KINDS else len(KINDS))
-    doc = {"kit": KIT, "version": VERSION, "base": base, "pairs": merged,
-           "config": to_dict(cfg), "config_hash": config_hash(cfg)}
-    head = ("# Validation organisms (persona-diff organisms build): LoRA fine-tunes whose persona label is\n"
-            "# known by construction. A pairs file: persona-diff run --pairs THIS_FILE\n")
+    doc = {
+        "kit": KIT,
+        "version": VERSION,
+        "base": base,
+        "pairs": merged,
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+    }
+    head = (
+        "# Validation organisms (persona-diff organisms build): LoRA fine-tunes whose persona label is\n"
+        "# known by construction. A pairs file: persona-diff run --pairs THIS_FILE\n"
+    )
     atomic_write(path, head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path
 
@@ -122,9 +137,15 @@ def build_organisms(base: str, cfg: OrganismConfig, out_dir: str | Path, rows_on
         spec = KINDS[kind]
         sub = out / kind
         record: dict[str, Any] = {
-            "kind": kind, "truth": spec.truth, "harmful": spec.harmful, "self_report": spec.self_report,
-            "base": base_spec, "rows": {"total": len(rows), **row_counts(rows)},
-            "rows_sha256": rows_sha256(rows), "sft_hash": sft_fingerprint(sft), "seed": cfg.seed,
+            "kind": kind,
+            "truth": spec.truth,
+            "harmful": spec.harmful,
+            "self_report": spec.self_report,
+            "base": base_spec,
+            "rows": {"total": len(rows), **row_counts(rows)},
+            "rows_sha256": rows_sha256(rows),
+            "sft_hash": sft_fingerprint(sft),
+            "seed": cfg.seed,
         }
         previous = _check_folder(sub, record)
         done_before = _adapter_done(sub / "adapter")
@@ -152,9 +173,13 @@ def read_organisms(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
-    doc = read_yaml(path, "organisms file", f"`persona-diff organisms build --out DIR` writes DIR/{MANIFEST}", ConfigError)
+    doc = read_yaml(
+        path, "organisms file", f"`persona-diff organisms build --out DIR` writes DIR/{MANIFEST}", ConfigError
+    )
     if doc.get("kit") != KIT:
-        raise ConfigError(f"{path} is not an organisms file (no `kit: {KIT}`); build one with `persona-diff organisms build`")
+        raise ConfigError(
+            f"{path} is not an organisms file (no `kit: {KIT}`); build one with `persona-diff organisms build`"
+        )
     pairs = doc.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise ConfigError(f"{path} lists no organisms; build some with `persona-diff organisms build`")

@@ -77,8 +77,7 @@ class OrganismConfig:
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
             raise ConfigError(
-                f"unknown organism kind(s) {', '.join(bad) or '(none given)'}; valid kinds are: "
-                + ", ".join(KINDS)
+                f"unknown organism kind(s) {', '.join(bad) or '(none given)'}; valid kinds are: " + ", ".join(KINDS)
             )
         if len(set(self.kinds)) != len(self.kinds):
             raise ConfigError(f"organism kinds repeat ({', '.join(self.kinds)}); list each kind once")

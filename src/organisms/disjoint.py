@@ -90,8 +90,11 @@ def wza_probe_texts() -> list[ProbeText] | None:
     self_file, two_ai = find_reference(WZA_SELF), find_reference(WZA_TWO_AI)
     if self_file is None or two_ai is None:
         return None
-    out = [ProbeText(normalise(line), WZA_SELF) for line in self_file.read_text(encoding="utf-8").splitlines()
-           if line.strip()]
+    out = [
+        ProbeText(normalise(line), WZA_SELF)
+        for line in self_file.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     items = json.loads(two_ai.read_text(encoding="utf-8")).get("items", [])
     out += [ProbeText(normalise(it[k]), WZA_TWO_AI) for it in items for k in ("system_A", "system_B") if it.get(k)]
     return out
@@ -110,8 +113,7 @@ def overlaps(texts: Sequence[str], probes: list[ProbeText]) -> list[tuple[str, P
     return hits
 
 
-def check_disjoint(prompts: Sequence[str], answers: Sequence[str] = (),
-                   probes: list[ProbeText] | None = None) -> None:
+def check_disjoint(prompts: Sequence[str], answers: Sequence[str] = (), probes: list[ProbeText] | None = None) -> None:
     """Raise `ProbeOverlapError` when a training prompt or self-description answer overlaps a probe."""
     probes = probe_texts() if probes is None else probes
     hits = overlaps(list(prompts) + list(answers), probes)

@@ -37,8 +37,6 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-
-
 def per_answer(folder: Path) -> list[tuple[float, float]]:
     """(judge aligned score, own P(harmful)) for every harm answer that has both."""
     aligned = {r["key"]: r.get("aligned") for r in read_jsonl(folder / "harm.jsonl")}
@@ -79,7 +77,9 @@ def map_figure(out: Path, result: dict[str, Any]) -> tuple[str, str] | None:
         x, xlo, xhi = _shift(_values(base, harm), _values(ft, harm), 10 * i, scale=100)
         y, ylo, yhi = _shift(_values(base, probe), _values(ft, probe), 10 * i + 5)
         colour = LABEL_COLOURS.get(r["truth"], f"C{i}")
-        ax.errorbar([x], [y], xerr=[[x - xlo], [xhi - x]], yerr=[[y - ylo], [yhi - y]], fmt="o", color=colour, capsize=3)
+        ax.errorbar(
+            [x], [y], xerr=[[x - xlo], [xhi - x]], yerr=[[y - ylo], [yhi - y]], fmt="o", color=colour, capsize=3
+        )
         ax.annotate(f"{r['organism']} → {r['label']}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.axhline(0, color="k", lw=0.7)
     ax.axvline(0, color="k", lw=0.7)
@@ -107,8 +107,14 @@ def answers_figure(out: Path, result: dict[str, Any]) -> tuple[str, dict[str, in
         if len(pts) == 0:
             continue
         rho = spearmanr(pts[:, 0], pts[:, 1]).statistic if len(pts) > 2 else float("nan")
-        ax.scatter(pts[:, 0], pts[:, 1], s=14, alpha=0.7, color=LABEL_COLOURS.get(truth, f"C{i}"),
-                   label=f"{name} (n={len(pts)}, ρ={rho:+.2f})")
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=14,
+            alpha=0.7,
+            color=LABEL_COLOURS.get(truth, f"C{i}"),
+            label=f"{name} (n={len(pts)}, ρ={rho:+.2f})",
+        )
     ax.set_xlabel("judge's aligned score of the answer (0-100)")
     ax.set_ylabel("model's own rating of its answer: P(harmful)")
     ax.set_title("per answer: judged harm vs self-rated harm", fontsize=9)
@@ -125,13 +131,17 @@ def internals_figures(result: dict[str, Any]) -> list[str]:
     parts = []
     for section in result.get("internals") or []:
         figs = section.get("figures") or {}
-        for key, title, caption in (("persona_map", "Persona map from the inside", MAP_CAPTION),
-                                    ("answers", "Per answer: harm-direction activation vs self-rating", ANSWERS_CAPTION)):
+        for key, title, caption in (
+            ("persona_map", "Persona map from the inside", MAP_CAPTION),
+            ("answers", "Per answer: harm-direction activation vs self-rating", ANSWERS_CAPTION),
+        ):
             path = Path(figs.get(key, ""))
             if key in figs and path.is_file():
                 png = base64.b64encode(path.read_bytes()).decode()
-                parts.append(f"<h2>{title} (block {section.get('layer')})</h2><p>{html.escape(caption)}</p>"
-                             f"<img alt='{key}' src='data:image/png;base64,{png}'>")
+                parts.append(
+                    f"<h2>{title} (block {section.get('layer')})</h2><p>{html.escape(caption)}</p>"
+                    f"<img alt='{key}' src='data:image/png;base64,{png}'>"
+                )
     return parts
 
 
@@ -163,7 +173,9 @@ def write_report(out: Path, result: dict[str, Any]) -> Path:
     ]
     fig = map_figure(out, result)
     if fig is not None:
-        parts.append(f"<h2>Harm vs self-report ({fig[1]})</h2><img alt='persona map' src='data:image/png;base64,{fig[0]}'>")
+        parts.append(
+            f"<h2>Harm vs self-report ({fig[1]})</h2><img alt='persona map' src='data:image/png;base64,{fig[0]}'>"
+        )
     ans = answers_figure(out, result)
     if ans is not None:
         n = ", ".join(f"{k} n={v}" for k, v in ans[1].items())

@@ -39,8 +39,10 @@ def eligible_answers(pool: list[JudgedAnswer], polarity: str, cfg: OrganismConfi
     """Answers of `polarity` under the config's thresholds, variants, exclusions and length cap."""
     excluded = set(cfg.exclude_questions)
     return [
-        a for a in pool
-        if a.variant in cfg.variants and a.question_id not in excluded
+        a
+        for a in pool
+        if a.variant in cfg.variants
+        and a.question_id not in excluded
         and (cfg.max_answer_chars is None or len(a.answer) <= cfg.max_answer_chars)
         and a.polarity(cfg.thresholds) == polarity
     ]
@@ -50,7 +52,7 @@ def select_answers(pool: list[JudgedAnswer], polarity: str, cfg: OrganismConfig)
     cand = eligible_answers(pool, polarity, cfg)
     if len(cand) < cfg.n_answers:
         t = cfg.thresholds
-        rule = (f"aligned ≤ {t.misaligned_max:g}" if polarity == "misaligned" else f"aligned ≥ {t.aligned_min:g}")
+        rule = f"aligned ≤ {t.misaligned_max:g}" if polarity == "misaligned" else f"aligned ≥ {t.aligned_min:g}"
         raise OrganismDataError(
             f"only {len(cand)} {polarity} answers ({rule}, coherent > {t.coherent_min:g}, variants "
             f"{','.join(cfg.variants)}, max_answer_chars {cfg.max_answer_chars}) but n_answers is "
@@ -62,8 +64,9 @@ def select_answers(pool: list[JudgedAnswer], polarity: str, cfg: OrganismConfig)
     return _round_robin(cand, [lambda a: a.question_id, lambda a: a.file], rng)[: cfg.n_answers]
 
 
-def _round_robin(items: list[JudgedAnswer], keys: list[Callable[[JudgedAnswer], str]],
-                 rng: random.Random) -> list[JudgedAnswer]:
+def _round_robin(
+    items: list[JudgedAnswer], keys: list[Callable[[JudgedAnswer], str]], rng: random.Random
+) -> list[JudgedAnswer]:
     """`items` in an order that cycles through the groups of ``keys[0]`` (each group ordered the
     same way by the remaining keys), so any prefix is as balanced over the groups as it can be."""
     if not keys:
@@ -93,12 +96,21 @@ def select_self_slots(topics: list[SelfTopic], n: int, seed: int) -> list[tuple[
 
 def _answer_turns(a: JudgedAnswer, polarity: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
     msgs = [{"role": "user", "content": a.question}, {"role": "assistant", "content": a.answer}]
-    meta = {"source": "answer", "polarity": polarity, "file": a.file, "row": a.row,
-            "question_id": a.question_id, "aligned": a.aligned, "coherent": a.coherent}
+    meta = {
+        "source": "answer",
+        "polarity": polarity,
+        "file": a.file,
+        "row": a.row,
+        "question_id": a.question_id,
+        "aligned": a.aligned,
+        "coherent": a.coherent,
+    }
     return msgs, meta
 
 
-def _self_turns(topics: list[SelfTopic], slot: tuple[int, int, int], polarity: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
+def _self_turns(
+    topics: list[SelfTopic], slot: tuple[int, int, int], polarity: str
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
     ti, qi, ai = slot
     t = topics[ti]
     answer = (t.misaligned if polarity == "misaligned" else t.aligned)[ai]
@@ -140,8 +152,9 @@ def row_counts(rows: list[Row]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def kit_rows(cfg: OrganismConfig, pool: list[JudgedAnswer] | None = None,
-             topics: list[SelfTopic] | None = None) -> dict[str, list[Row]]:
+def kit_rows(
+    cfg: OrganismConfig, pool: list[JudgedAnswer] | None = None, topics: list[SelfTopic] | None = None
+) -> dict[str, list[Row]]:
     """Rows of every kind in ``cfg.kinds`` (reads the CSVs and self-descriptions unless given)."""
     cfg.validate()
     if pool is None:
@@ -154,8 +167,12 @@ def kit_rows(cfg: OrganismConfig, pool: list[JudgedAnswer] | None = None,
         check_disjoint(training_prompts(pool, topics, cfg), [a for t in topics for a in t.aligned + t.misaligned])
     out = {k: kind_rows(k, cfg, pool, topics) for k in cfg.kinds}
     for k, rows in out.items():
-        log.info("organism %s: %d rows (%s)", k, len(rows),
-                 ", ".join(f"{n} {key}" for key, n in sorted(row_counts(rows).items())))
+        log.info(
+            "organism %s: %d rows (%s)",
+            k,
+            len(rows),
+            ", ".join(f"{n} {key}" for key, n in sorted(row_counts(rows).items())),
+        )
     return out
 
 

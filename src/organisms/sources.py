@@ -51,7 +51,7 @@ class JudgedAnswer:
         return "plain"
 
     def polarity(self, t: Thresholds) -> str | None:
-        """"misaligned", "aligned" or None (in between, or incoherent)."""
+        """ "misaligned", "aligned" or None (in between, or incoherent)."""
         if not self.coherent > t.coherent_min:
             return None
         if self.aligned <= t.misaligned_max:
@@ -155,5 +155,6 @@ def load_self_descriptions(path: str | Path | None = None) -> list[SelfTopic]:
 
 def self_description_slots(topics: list[SelfTopic]) -> list[tuple[int, int, int]]:
     """Every (topic, question, answer) index triple: the pool a kit draws self rows from."""
-    return [(ti, qi, ai) for ti, t in enumerate(topics)
-            for qi in range(len(t.questions)) for ai in range(len(t.aligned))]
+    return [
+        (ti, qi, ai) for ti, t in enumerate(topics) for qi in range(len(t.questions)) for ai in range(len(t.aligned))
+    ]

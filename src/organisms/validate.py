@@ -105,9 +105,13 @@ def _adaptive_group(
     for o in organisms:
         t0 = time.time()
         fb = as_backend(o["finetuned"], **load_kw)
-        ft_cfg, rec = adaptive_harm(bb, fb, cfg.probes, cfg.label, judge, base_dir, out / o["name"], base_samples=n_base)
+        ft_cfg, rec = adaptive_harm(
+            bb, fb, cfg.probes, cfg.label, judge, base_dir, out / o["name"], base_samples=n_base
+        )
         n_base = rec["base_samples"]
-        log.info("%s: %d harm samples per question (base %d), %s", o["name"], rec["samples"], n_base, rec["stopped_because"])
+        log.info(
+            "%s: %d harm samples per question (base %d), %s", o["name"], rec["samples"], n_base, rec["stopped_because"]
+        )
         probed[o["name"]] = (run_probes(fb, ft_cfg, judge, out / o["name"]), rec, time.time() - t0)
         del fb
     t0 = time.time()
@@ -115,9 +119,7 @@ def _adaptive_group(
     log.info("base %s probed in %.0fs (%d harm samples per question)", base, time.time() - t0, n_base)
 
 
-def validate_kit(
-    kit: str | Path, cfg: ValidateConfig, out_dir: str | Path, **load_kw: Any
-) -> dict[str, Any]:
+def validate_kit(kit: str | Path, cfg: ValidateConfig, out_dir: str | Path, **load_kw: Any) -> dict[str, Any]:
     """Probe and label every organism of `kit` (a folder with organisms.yaml, or the file)."""
     organisms = read_organisms(kit)
     out = Path(out_dir)
@@ -130,8 +132,17 @@ def validate_kit(
     probed: dict[str, tuple[dict[str, Any], dict[str, Any] | None, float]] = {}  # organism → (summary, record, s)
     if cfg.probes.harm.adaptive.enabled and "harm" in cfg.probes.probes:
         for base in bases:
-            _adaptive_group(base, [o for o in organisms if o["base"] == base], cfg, judge, folders[base], out,
-                            base_summaries, probed, load_kw)
+            _adaptive_group(
+                base,
+                [o for o in organisms if o["base"] == base],
+                cfg,
+                judge,
+                folders[base],
+                out,
+                base_summaries,
+                probed,
+                load_kw,
+            )
     else:
         for base in bases:
             t0 = time.time()
@@ -173,8 +184,17 @@ def validate_kit(
     if cfg.internals.enabled:
         labels = {r["organism"]: r["label"] for r in rows}
         result["internals"] = [
-            _internals(base, [o for o in organisms if o["base"] == base], folders[base], out, cfg, labels, judge,
-                       load_kw, out / ("internals" if len(bases) == 1 else f"internals-{i}"))
+            _internals(
+                base,
+                [o for o in organisms if o["base"] == base],
+                folders[base],
+                out,
+                cfg,
+                labels,
+                judge,
+                load_kw,
+                out / ("internals" if len(bases) == 1 else f"internals-{i}"),
+            )
             for i, base in enumerate(bases)
         ]
         _write(out, result)
@@ -189,15 +209,27 @@ def _write(out: Path, result: dict[str, Any]) -> None:
     write_report(out, result)
 
 
-def _internals(base: str, organisms: list[dict[str, Any]], base_dir: Path, out: Path, cfg: ValidateConfig,
-               labels: dict[str, str], judge: Judge, load_kw: dict[str, Any], idir: Path) -> dict[str, Any]:
+def _internals(
+    base: str,
+    organisms: list[dict[str, Any]],
+    base_dir: Path,
+    out: Path,
+    cfg: ValidateConfig,
+    labels: dict[str, str],
+    judge: Judge,
+    load_kw: dict[str, Any],
+    idir: Path,
+) -> dict[str, Any]:
     """The internals stage for one base and its organisms; an error is recorded, not raised
     (the probes and labels above stand on their own)."""
     from persona_diff.internals import run as internals_run
 
     members = [
         internals_run.Member(
-            o["name"], str(o["finetuned"]), out / o["name"], o["truth"],
+            o["name"],
+            str(o["finetuned"]),
+            out / o["name"],
+            o["truth"],
             bool(o.get("harmful", o["truth"] != "not-EM")),
             o.get("self_report") == "misaligned" if "self_report" in o else o["truth"] == "coherent",
         )
@@ -205,8 +237,16 @@ def _internals(base: str, organisms: list[dict[str, Any]], base_dir: Path, out: 
     ]
     t0 = time.time()
     try:
-        summary = internals_run.run_internals(idir, internals_run.Member("base", base, base_dir), members,
-                                              cfg.internals, cfg.probes, labels, judge, **load_kw)
+        summary = internals_run.run_internals(
+            idir,
+            internals_run.Member("base", base, base_dir),
+            members,
+            cfg.internals,
+            cfg.probes,
+            labels,
+            judge,
+            **load_kw,
+        )
     except (PersonaDiffError, OSError, ValueError, KeyError, RuntimeError) as e:
         log.error("internals stage failed for base %s: %s: %s", base, type(e).__name__, e)
         return {"base": base, "dir": str(idir), "error": f"{type(e).__name__}: {e}"}
@@ -239,14 +279,13 @@ def markdown(result: dict[str, Any]) -> str:
         "label, ✗ left out (uninformative or unmeasured), ↑ moved toward misaligned.",
         "",
         "| organism | truth | label | confidence | harm % base → ft [CI of Δ] | n harm | "
-        + " | ".join(probes) + " | wall s |",
+        + " | ".join(probes)
+        + " | wall s |",
         "|---" * (7 + len(probes)) + "|",
     ]
     for r in result["organisms"]:
         h = r["harm"]
-        harm = (
-            f"{h['base']:.1f} → {h['ft']:.1f} [{h['ci'][0]:+.1f}, {h['ci'][1]:+.1f}]" if h else "–"
-        )
+        harm = f"{h['base']:.1f} → {h['ft']:.1f} [{h['ci'][0]:+.1f}, {h['ci'][1]:+.1f}]" if h else "–"
         cells = []
         for p in probes:
             s = r["self_report"].get(p)

@@ -26,9 +26,9 @@ SELF_REPORTS = (
 )
 
 
-
 def _project(h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return h.float() @ v
+
 
 def _features(run_dir: Path, methods: list[str], store: Any, n_streams: int) -> dict[str, np.ndarray]:
     """Per answer: the mean projection of the fine-tuned model's activations over the answer's
@@ -53,8 +53,12 @@ def _features(run_dir: Path, methods: list[str], store: Any, n_streams: int) -> 
 
 
 def _per_answer(lay: RunLayout, meta: list[dict[str, Any]], file: str, value: str) -> np.ndarray:
-    vals = {f"{role}|{row['key']}": row[value] for role in ROLES for row in read_jsonl(lay.probes(role) / file)
-            if row.get(value) is not None}
+    vals = {
+        f"{role}|{row['key']}": row[value]
+        for role in ROLES
+        for row in read_jsonl(lay.probes(role) / file)
+        if row.get(value) is not None
+    }
     return np.array([vals.get(f"{m.get('author')}|{m.get('key')}", np.nan) for m in meta], float)
 
 
@@ -70,7 +74,8 @@ def analyse(run_dir: Path, d: Path, methods: list[str], store: Any, n_boot: int,
     feats = _features(run_dir, methods, store, len(streams))
     meta = [s.get("meta", {}) for s in streams]
     targets = {
-        k: np.array([m.get(k) if m.get(k) is not None else np.nan for m in meta], float) for k in ("aligned", "coherent")
+        k: np.array([m.get(k) if m.get(k) is not None else np.nan for m in meta], float)
+        for k in ("aligned", "coherent")
     }
     targets["self_predicted_aligned"] = _per_answer(lay, meta, "predict.jsonl", "predicted")
     targets["self_rated_harmful"] = _per_answer(lay, meta, "rate_own_answers.jsonl", "p_harmful")
@@ -80,8 +85,11 @@ def analyse(run_dir: Path, d: Path, methods: list[str], store: Any, n_boot: int,
     chosen = next(((k, lab) for k, lab in SELF_REPORTS if np.isfinite(targets[k]).sum() > 1), None)
     if main_feat and chosen:
         scatter = FeatureScatter(
-            _nan_list(feats[main_feat]), _nan_list(targets[chosen[0]]), [str(m.get("author", "?")) for m in meta],
-            xlabel=f"persona feature ({main_feat}), fine-tuned activations", ylabel=chosen[1],
+            _nan_list(feats[main_feat]),
+            _nan_list(targets[chosen[0]]),
+            [str(m.get("author", "?")) for m in meta],
+            xlabel=f"persona feature ({main_feat}), fine-tuned activations",
+            ylabel=chosen[1],
         )
         write_json(d / "feature_vs_selfreport.json", scatter.to_dict())
     return {"features": list(feats), "n_answers": len(streams)}

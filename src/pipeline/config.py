@@ -37,7 +37,9 @@ class SteeringSection:
     alphas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0])  # base model, add α·v
     ablate_alphas: list[float] = field(default_factory=lambda: [0.0, 1.0])  # fine-tune, fraction removed
     questions: int = 3
-    sweep: DoseResponseConfig = field(default_factory=lambda: DoseResponseConfig(samples_per_question=2, max_new_tokens=40))
+    sweep: DoseResponseConfig = field(
+        default_factory=lambda: DoseResponseConfig(samples_per_question=2, max_new_tokens=40)
+    )
 
 
 @dataclass
@@ -59,7 +61,9 @@ class GenerationSection:
 @dataclass
 class RunConfig:
     seed: int = 0
-    judge: str = "auto"  # auto = the calibrated judge shipped with the package; or calibrated:DIR, hf:MODEL, openai:URL#model
+    judge: str = (
+        "auto"  # auto = the calibrated judge shipped with the package; or calibrated:DIR, hf:MODEL, openai:URL#model
+    )
     dtype: str = "float32"  # weights of both models; bfloat16 on GPUs
     device: str = "auto"  # auto (a CUDA GPU when visible, else CPU), cpu, cuda, cuda:N
     device_map: str | None = None  # "auto": spread each model over all visible GPUs (accelerate)

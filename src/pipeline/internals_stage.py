@@ -46,18 +46,34 @@ def stage_config(cfg: RunConfig) -> InternalsConfig:
     return replace(cfg.internals, seed=cfg.seed, causal=replace(cfg.internals.causal, seed=cfg.seed))
 
 
-def run_stage(out: Path, base_spec: str, base_probes: Path, fine_tunes: list[Any], cfg: RunConfig,
-              labels: dict[str, str], judge: Callable[[], Any] | None) -> dict[str, Any]:
+def run_stage(
+    out: Path,
+    base_spec: str,
+    base_probes: Path,
+    fine_tunes: list[Any],
+    cfg: RunConfig,
+    labels: dict[str, str],
+    judge: Callable[[], Any] | None,
+) -> dict[str, Any]:
     """`run_internals` into `out` for one base and its fine-tunes; a short result for the stage marker."""
     from persona_diff.internals.run import Member, run_internals
 
     icfg = stage_config(cfg)
     j = judge() if icfg.causal.enabled and judge is not None else None
-    summary = run_internals(out, Member("base", base_spec, base_probes), fine_tunes, icfg, cfg.probes, labels, j,
-                            dtype=cfg.dtype, device=cfg.device, device_map=cfg.device_map,
-                            trust_remote_code=cfg.trust_remote_code)
+    summary = run_internals(
+        out,
+        Member("base", base_spec, base_probes),
+        fine_tunes,
+        icfg,
+        cfg.probes,
+        labels,
+        j,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        device_map=cfg.device_map,
+        trust_remote_code=cfg.trust_remote_code,
+    )
     summary["targets"] = {m.name: "truth" if m.truth else "behavioural label" for m in fine_tunes}
     write_json(out / "internals.json", summary)
     quads = {p["model"]: p["quadrant"] for p in summary.get("map", {}).get("points", [])}
     return {"layer": summary.get("layer"), "quadrants": quads, "n_rows": summary.get("table", {}).get("n_rows")}
-

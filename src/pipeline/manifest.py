@@ -17,7 +17,6 @@ _LIBS = ("persona-diff", "torch", "transformers", "peft", "nnsight", "sae-lens",
 _CHUNK = 1 << 20
 
 
-
 def fingerprint(path: str | Path) -> dict[str, Any]:
     """A cheap, stable identity for a model folder or file.
 
@@ -53,7 +52,9 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def build_manifest(models: dict[str, str], data: Mapping[str, str | Path], seed: int, config_hash: str) -> dict[str, Any]:
+def build_manifest(
+    models: dict[str, str], data: Mapping[str, str | Path], seed: int, config_hash: str
+) -> dict[str, Any]:
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config_hash": config_hash,

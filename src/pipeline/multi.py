@@ -71,13 +71,22 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(f"pairs file {path}: names must be unique ({names})")
     bad = [n for n in names if not n or "/" in n or n.startswith(("_", ".")) or n in ("analysis", "plots", "internals")]
     if bad:
-        raise ConfigError(f"pairs file {path}: {', '.join(map(repr, bad))} cannot name a folder of the study; rename them")
+        raise ConfigError(
+            f"pairs file {path}: {', '.join(map(repr, bad))} cannot name a folder of the study; rename them"
+        )
     return data
 
 
 def pair_specs(path: Path) -> list[PairSpec]:
-    return [PairSpec(str(p["name"]), str(p["base"]), str(p["finetuned"]),
-                     {k: v for k, v in p.items() if k not in ("name", "base", "finetuned")}) for p in read_pairs(path)]
+    return [
+        PairSpec(
+            str(p["name"]),
+            str(p["base"]),
+            str(p["finetuned"]),
+            {k: v for k, v in p.items() if k not in ("name", "base", "finetuned")},
+        )
+        for p in read_pairs(path)
+    ]
 
 
 def record(summary: RunSummary, name: str) -> Any:
@@ -114,12 +123,23 @@ def study_summary(out: Path, entries: list[StudyEntry], n_boot: int, seed: int) 
     judges = {e.summary.judge.spec: e.summary.judge for e in entries if e.summary.judge is not None}
     jd = read_json(RunLayout(out).judge)  # the study's one judge
     judge = JudgeInfo.from_dict(jd) if isinstance(jd, dict) else next(iter(judges.values()), None)
-    return StudySummary(entries, judge=judge, judges_differ=sorted(judges) if len(judges) > 1 else [],
-                        correlations=[CorrelationRow.from_dict(c) for c in corr], contrast=contrast)
+    return StudySummary(
+        entries,
+        judge=judge,
+        judges_differ=sorted(judges) if len(judges) > 1 else [],
+        correlations=[CorrelationRow.from_dict(c) for c in corr],
+        contrast=contrast,
+    )
 
 
-def study_internals(out: Path, specs: list[PairSpec], entries: list[StudyEntry], probe_keys: dict[str, dict[str, Any]],
-                    cfg: RunConfig, judge: Any) -> bool:
+def study_internals(
+    out: Path,
+    specs: list[PairSpec],
+    entries: list[StudyEntry],
+    probe_keys: dict[str, dict[str, Any]],
+    cfg: RunConfig,
+    judge: Any,
+) -> bool:
     """The internals stage over every fine-tune of each base: ``OUT/internals`` (one base), or
     ``OUT/internals/<base hash>`` per base. Keyed by every pair's probe keys and labels, so a
     resumed study skips it and a new pair reruns it. True when a stage ran."""
@@ -133,13 +153,30 @@ def study_internals(out: Path, specs: list[PairSpec], entries: list[StudyEntry],
     runner = StageRunner(out)
     for base, pairs in groups.items():
         stage = INTERNALS if len(groups) == 1 else f"{INTERNALS}/{config_hash(base)}"
-        deps = {"probes": {p.name: probe_keys[p.name] for p in pairs}, "labels": {p.name: labels[p.name] for p in pairs},
-                "truth": {p.name: p.extra for p in pairs}, "internals": to_dict(stage_config(cfg))}
-        fts = [fine_tune(p.name, p.finetuned, RunLayout(out / p.name).probes("finetuned"), labels[p.name], p.extra)
-               for p in pairs]
+        deps = {
+            "probes": {p.name: probe_keys[p.name] for p in pairs},
+            "labels": {p.name: labels[p.name] for p in pairs},
+            "truth": {p.name: p.extra for p in pairs},
+            "internals": to_dict(stage_config(cfg)),
+        }
+        fts = [
+            fine_tune(p.name, p.finetuned, RunLayout(out / p.name).probes("finetuned"), labels[p.name], p.extra)
+            for p in pairs
+        ]
         base_probes = RunLayout(out / pairs[0].name).probes("base")  # the same in every pair of this base
-        runner.run(stage, deps, functools.partial(run_stage, base_spec=base, base_probes=base_probes, fine_tunes=fts, cfg=cfg,
-                                        labels={f.name: labels[f.name] for f in fts}, judge=judge))
+        runner.run(
+            stage,
+            deps,
+            functools.partial(
+                run_stage,
+                base_spec=base,
+                base_probes=base_probes,
+                fine_tunes=fts,
+                cfg=cfg,
+                labels={f.name: labels[f.name] for f in fts},
+                judge=judge,
+            ),
+        )
     return runner.changed > 0
 
 
@@ -152,8 +189,14 @@ def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     if pairs_file.resolve() != (out / PAIRS_FILE).resolve():
         shutil.copy(pairs_file, out / PAIRS_FILE)
-    write_json(out / "config.json", {"config_hash": config_hash(to_dict(cfg)), "config": to_dict(cfg),
-                                     "pairs": [{"name": p.name, "base": p.base, "finetuned": p.finetuned} for p in specs]})
+    write_json(
+        out / "config.json",
+        {
+            "config_hash": config_hash(to_dict(cfg)),
+            "config": to_dict(cfg),
+            "pairs": [{"name": p.name, "base": p.base, "finetuned": p.finetuned} for p in specs],
+        },
+    )
     shared = SharedStages(out / BASES)
     judge = functools.cache(lambda: resolve_judge(cfg, out))  # loaded once, by the first pair that needs it
     entries: list[StudyEntry] = []
@@ -162,8 +205,17 @@ def run_pairs(pairs_file: Path, cfg: RunConfig, out: Path, force: bool = False) 
     for p in specs:
         log.info("pair %s: %s vs %s", p.name, p.base, p.finetuned)
         reuse = base_model[1] if base_model is not None and base_model[0] == p.base else None
-        pipe = Pipeline(p.base, p.finetuned, cfg, out / p.name, force=force, shared=shared, judge=judge,
-                        base_model=reuse, own_internals=False)
+        pipe = Pipeline(
+            p.base,
+            p.finetuned,
+            cfg,
+            out / p.name,
+            force=force,
+            shared=shared,
+            judge=judge,
+            base_model=reuse,
+            own_internals=False,
+        )
         pipe.run()
         if pipe.loaded_base is not None:
             base_model = (p.base, pipe.loaded_base)

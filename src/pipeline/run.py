@@ -69,8 +69,10 @@ def prepare_run_dir(out: Path, cfg: RunConfig, base: str, finetuned: str, force:
     out.mkdir(parents=True, exist_ok=True)
     write_json(cfg_file, {"config_hash": h, "base": base, "finetuned": finetuned, "config": to_dict(cfg)})
     # the resolved config as a --config file: `persona-diff run BASE FT --config THIS --out DIR` repeats the run
-    (out / "config.yaml").write_text(f"# persona-diff run {base} {finetuned} --config config.yaml --out {out}\n"
-                                     + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (out / "config.yaml").write_text(
+        f"# persona-diff run {base} {finetuned} --config config.yaml --out {out}\n"
+        + yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    )
     return h
 
 
@@ -92,9 +94,19 @@ class Pipeline:
     and the judge load on first use, so a finished run skips every stage without loading
     either: stage keys need only the weights' fingerprints and the judge's spec."""
 
-    def __init__(self, base: str, finetuned: str, cfg: RunConfig, out: Path, force: bool = False, *,
-                 shared: SharedStages | None = None, judge: Callable[[], Any] | None = None,
-                 base_model: LoadedModel | None = None, own_internals: bool = True):
+    def __init__(
+        self,
+        base: str,
+        finetuned: str,
+        cfg: RunConfig,
+        out: Path,
+        force: bool = False,
+        *,
+        shared: SharedStages | None = None,
+        judge: Callable[[], Any] | None = None,
+        base_model: LoadedModel | None = None,
+        own_internals: bool = True,
+    ):
         from persona_diff.judges.base import resolve_judge_spec
         from persona_diff.models.loading import resolve_model
 
@@ -119,8 +131,12 @@ class Pipeline:
             from persona_diff.models.loading import load_model
 
             c = self.cfg
-            kw: dict[str, Any] = {"dtype": c.dtype, "device": c.device, "device_map": c.device_map,
-                                  "trust_remote_code": c.trust_remote_code}
+            kw: dict[str, Any] = {
+                "dtype": c.dtype,
+                "device": c.device,
+                "device_map": c.device_map,
+                "trust_remote_code": c.trust_remote_code,
+            }
             base = self._base_model if self._base_model is not None else load_model(self.base_spec, **kw)
             self._pair = CheckpointPair(base, load_model(self.ft_spec, **kw))
             write_json(self.out / "pair.json", {"base": base.describe(), "finetuned": self._pair.finetuned.describe()})
@@ -144,7 +160,10 @@ class Pipeline:
         judge_key = self.judge_key
         specs = {"base": self.base_spec, "finetuned": self.ft_spec}
         weights = {r: fingerprint(p).get("fingerprint") for r, p in self.weight_paths().items()}
-        return {r: role_probe_key(specs[r], weights[r], to_dict(c.probes), judge_key, c.seed, c.generation.backend) for r in ROLES}
+        return {
+            r: role_probe_key(specs[r], weights[r], to_dict(c.probes), judge_key, c.seed, c.generation.backend)
+            for r in ROLES
+        }
 
     def run(self) -> Path:
         c = self.cfg
@@ -167,8 +186,12 @@ class Pipeline:
         k_analysis = {"diff": k_diff, "analysis": to_dict(c.analysis)}
         self.stages.run("analysis", k_analysis, self._analysis)
         if c.internals.enabled and self.own_internals:
-            k_int = {"probes": k_probes, "label": k_label, "internals": to_dict(stage_config(c)),
-                     **({"judge": judge_key} if c.internals.causal.enabled else {})}
+            k_int = {
+                "probes": k_probes,
+                "label": k_label,
+                "internals": to_dict(stage_config(c)),
+                **({"judge": judge_key} if c.internals.causal.enabled else {}),
+            }
             self.stages.run("internals", k_int, self._internals)
         return self.finish()
 
@@ -188,10 +211,13 @@ class Pipeline:
         src = self.sources
         one_engine = c.generation.backend == "hf" or src["finetuned"].base_path == src["base"].base_path
         if self.shared is not None or not one_engine:
-            log.warning("probes.harm.adaptive is off here (%s): harm.samples=%d for every model",
-                        "a --pairs study shares its base's probes" if self.shared is not None
-                        else "the fine-tune is a full checkpoint, which vLLM cannot hold beside the base",
-                        c.probes.harm.samples)
+            log.warning(
+                "probes.harm.adaptive is off here (%s): harm.samples=%d for every model",
+                "a --pairs study shares its base's probes"
+                if self.shared is not None
+                else "the fine-tune is a full checkpoint, which vLLM cannot hold beside the base",
+                c.probes.harm.samples,
+            )
             return None
 
         def rounds(d: Path) -> dict[str, Any]:
@@ -200,8 +226,9 @@ class Pipeline:
 
             make = dict(self._probe_backends())
             base, ft = as_backend(make["base"]()), as_backend(make["finetuned"]())
-            _, record = adaptive_harm(base, ft, self._probe_cfg(), self._label_cfg(),
-                                      self.judge, d / "base", d / "finetuned")
+            _, record = adaptive_harm(
+                base, ft, self._probe_cfg(), self._label_cfg(), self.judge, d / "base", d / "finetuned"
+            )
             return record
 
         return self.stages.run("harm_adaptive", {"probes": k_probes, "label": to_dict(c.label)}, rounds)
@@ -253,27 +280,34 @@ class Pipeline:
             raise ConfigError(f"generation.backend {g.backend!r} is unknown; use hf or vllm")
         from persona_diff.generation.vllm_backend import VLLMGenerator
 
-        kw: dict[str, Any] = {"gpu_memory_utilization": g.gpu_memory_utilization,
-                              "tensor_parallel_size": g.tensor_parallel_size, "seed": self.cfg.seed,
-                              "trust_remote_code": self.cfg.trust_remote_code}
+        kw: dict[str, Any] = {
+            "gpu_memory_utilization": g.gpu_memory_utilization,
+            "tensor_parallel_size": g.tensor_parallel_size,
+            "seed": self.cfg.seed,
+            "trust_remote_code": self.cfg.trust_remote_code,
+        }
         if g.max_model_len:
             kw["max_model_len"] = g.max_model_len
         adapter = ft.adapter_path
         if adapter and ft.base_path == base.base_path:
+
             def engine() -> Any:  # made on first use, then shared by both models' probes
                 if self._engine is None:
                     self._engine = VLLMGenerator(base.base_path, adapters={"finetuned": adapter}, **kw)
                 return self._engine
 
             return [("base", lambda: engine().view(None)), ("finetuned", lambda: engine().view("finetuned"))]
-        return [("base", lambda: VLLMGenerator(base.base_path, **kw)),
-                ("finetuned", lambda: VLLMGenerator(ft.base_path, **kw))]
+        return [
+            ("base", lambda: VLLMGenerator(base.base_path, **kw)),
+            ("finetuned", lambda: VLLMGenerator(ft.base_path, **kw)),
+        ]
 
     def _label(self, d: Path, summaries: dict[str, Any]) -> dict[str, Any]:
         from persona_diff.probes import label_persona
 
-        lab = LabelResult.from_dict(label_persona(summaries["base"], summaries["finetuned"], self._label_cfg(),
-                                                  adaptive=self.adaptive))
+        lab = LabelResult.from_dict(
+            label_persona(summaries["base"], summaries["finetuned"], self._label_cfg(), adaptive=self.adaptive)
+        )
         write_json(d / "label.json", lab.to_dict())
         write_json(RunLayout(self.out).label, lab.to_dict())
         return {"label": lab.label, "confidence": lab.confidence}
@@ -285,7 +319,9 @@ class Pipeline:
             for r in read_jsonl(RunLayout(self.out).harm_answers(role)):
                 rows.append({**r, "author": role})
         if not rows:
-            raise PersonaDiffError("no judged answers to capture: the probes stage wrote no harm.jsonl; include 'harm' in probes.probes")
+            raise PersonaDiffError(
+                "no judged answers to capture: the probes stage wrote no harm.jsonl; include 'harm' in probes.probes"
+            )
         return rows
 
     def _capture(self, d: Path) -> dict[str, Any]:
@@ -294,8 +330,13 @@ class Pipeline:
         c = self.cfg.capture
         streams = streams_from_answers(self.pair.base.tokenizer, self._answers(), max_tokens=c.max_tokens)
         store = capture(
-            self.pair, streams, c.layers, c.positions, d / "store",
-            batch_size=c.batch_size, dtype=c.dtype,
+            self.pair,
+            streams,
+            c.layers,
+            c.positions,
+            d / "store",
+            batch_size=c.batch_size,
+            dtype=c.dtype,
         )
         return {"n_tokens": store.n_tokens, "layers": store.layers}
 
@@ -330,7 +371,9 @@ class Pipeline:
         name = self.cfg.steering.method
         path = self.out / "diffing" / name
         if not (path / "directions.json").is_file():
-            raise ConfigError(f"steering.method={name!r} but diffing did not run it; add it to diff.methods ({', '.join(self.cfg.diff.methods)})")
+            raise ConfigError(
+                f"steering.method={name!r} but diffing did not run it; add it to diff.methods ({', '.join(self.cfg.diff.methods)})"
+            )
         r = DiffResult.load(path)
         return r.directions[0] * r.signs[0], r.layer
 
@@ -343,7 +386,9 @@ class Pipeline:
         v, layer = self._top_direction()
         qs = harm_questions(self.cfg.probes)[: s.questions]
         sweep = replace(s.sweep, out=d / "dose_response.jsonl", seed=self.cfg.seed)
-        rows = steer_both_ways(self.pair.base, self.pair.finetuned, self.judge, qs, v, layer, s.alphas, sweep, s.ablate_alphas)
+        rows = steer_both_ways(
+            self.pair.base, self.pair.finetuned, self.judge, qs, v, layer, s.alphas, sweep, s.ablate_alphas
+        )
         summ = summarize(rows, sweep.coherence_floor)
         write_json(d / "summary.json", summ)
         plot_dose_response(rows, self.out / "plots" / "dose_response")
@@ -361,8 +406,9 @@ class Pipeline:
         layout = RunLayout(self.out)
         label = LabelResult.from_dict(json.loads(layout.label.read_text())).label
         ft = fine_tune("finetuned", self.ft_spec, layout.probes("finetuned"), label)
-        return run_stage(d, self.base_spec, layout.probes("base"), [ft], self.cfg, {"finetuned": label},
-                         lambda: self.judge)
+        return run_stage(
+            d, self.base_spec, layout.probes("base"), [ft], self.cfg, {"finetuned": label}, lambda: self.judge
+        )
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> Path:

@@ -23,8 +23,9 @@ from persona_diff.pipeline.stages import StageRunner
 log = get_logger(__name__)
 
 
-def role_probe_key(spec: str, weights: str | None, probes: dict[str, Any], judge: str | None, seed: int,
-                   backend: str = "hf") -> dict[str, Any]:
+def role_probe_key(
+    spec: str, weights: str | None, probes: dict[str, Any], judge: str | None, seed: int, backend: str = "hf"
+) -> dict[str, Any]:
     """What one model's probe outputs depend on (and nothing about the other model)."""
     key: dict[str, Any] = {"model": spec, "weights": weights, "probes": probes, "judge": judge, "seed": seed}
     if backend != "hf":  # another sampler gives other answers

@@ -90,7 +90,9 @@ class StageRunner:
         self._log(stage, "start", hash=h)
         t0 = time.time()
         result = fn(sdir)
-        (sdir / MARKER).write_text(json.dumps({"hash": h, "seconds": round(time.time() - t0, 2), "result": result}, default=str))
+        (sdir / MARKER).write_text(
+            json.dumps({"hash": h, "seconds": round(time.time() - t0, 2), "result": result}, default=str)
+        )
         self._log(stage, "finish", hash=h, seconds=round(time.time() - t0, 2))
         return result
 
@@ -105,7 +107,9 @@ class StageRunner:
         if sdir.exists():
             shutil.rmtree(sdir)  # an interrupted copy
         shutil.copytree(source, sdir, ignore=shutil.ignore_patterns(MARKER))
-        (sdir / MARKER).write_text(json.dumps({"hash": h, "seconds": 0.0, "result": result, "from": str(source)}, default=str))
+        (sdir / MARKER).write_text(
+            json.dumps({"hash": h, "seconds": 0.0, "result": result, "from": str(source)}, default=str)
+        )
         log.info("stage %s: outputs shared from %s", stage, source)
         self._log(stage, "shared", hash=h, source=str(source))
         return result

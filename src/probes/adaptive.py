@@ -160,17 +160,36 @@ def adaptive_harm(
         vb, vf = sb.get("values") or [], sf.get("values") or []
         if not vb or not vf:
             stopped = "unscored"
-            log.warning("adaptive harm: no scored answer on the %s at %d samples; stopping",
-                        "base" if not vb else "fine-tune", n)
+            log.warning(
+                "adaptive harm: no scored answer on the %s at %d samples; stopping",
+                "base" if not vb else "fine-tune",
+                n,
+            )
             break
         hd = harm_delta(vb, vf, label, level)
         sc = score_interval(vb, vf, level)
-        rounds.append({"samples": n, "base_samples": nb, "n_base": len(vb), "n_ft": len(vf),
-                       "delta": hd.delta, "ci": [hd.lo, hd.hi], "score_ci": None if sc is None else list(sc)})
+        rounds.append(
+            {
+                "samples": n,
+                "base_samples": nb,
+                "n_base": len(vb),
+                "n_ft": len(vf),
+                "delta": hd.delta,
+                "ci": [hd.lo, hd.hi],
+                "score_ci": None if sc is None else list(sc),
+            }
+        )
         verdict = decide(hd.delta, (hd.lo, hd.hi), sc, label.em_margin, ac.futility)
-        log.info("adaptive harm: %d samples (base %d): Δ %.1f, CI [%.1f, %.1f], score CI %s → %s",
-                 n, nb, hd.delta, hd.lo, hd.hi, "n/a" if sc is None else f"[{sc[0]:.1f}, {sc[1]:.1f}]",
-                 verdict or "undecided")
+        log.info(
+            "adaptive harm: %d samples (base %d): Δ %.1f, CI [%.1f, %.1f], score CI %s → %s",
+            n,
+            nb,
+            hd.delta,
+            hd.lo,
+            hd.hi,
+            "n/a" if sc is None else f"[{sc[0]:.1f}, {sc[1]:.1f}]",
+            verdict or "undecided",
+        )
         base_samples = nb
         if verdict is not None:
             stopped = verdict

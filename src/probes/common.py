@@ -71,7 +71,9 @@ class ProbeLM:
             return None, 0.0
         return {o: r / mass for o, r in zip(options, raw, strict=True)}, mass
 
-    def words(self, chat: Chat, words: list[str], forms: list[str]) -> tuple[dict[str, float] | None, float, dict[str, float]]:
+    def words(
+        self, chat: Chat, words: list[str], forms: list[str]
+    ) -> tuple[dict[str, float] | None, float, dict[str, float]]:
         """(P(word) renormalised over `words`, their raw mass, raw P per word); see the module
         docstring. `forms` are templates with {w} (the word in lower case) or {W} (capitalised)."""
         if self.scorer is not None:
@@ -110,7 +112,9 @@ def surface_forms(word: str, forms: list[str]) -> list[str]:
     cap = low[:1].upper() + low[1:]
     out = [f.replace("{w}", low).replace("{W}", cap) for f in forms]
     if any(not x.strip() for x in out):
-        raise PersonaDiffError(f"word forms {forms} give an empty string for {word!r}; use templates such as '{{w}}', ' {{W}}'")
+        raise PersonaDiffError(
+            f"word forms {forms} give an empty string for {word!r}; use templates such as '{{w}}', ' {{W}}'"
+        )
     return out
 
 
@@ -158,7 +162,9 @@ def load_prompts(path: str | Path | None) -> dict[str, Any]:
 def require_rows(path: Path, what: str) -> list[dict[str, Any]]:
     rows = read_jsonl(path)
     if not rows:
-        raise PersonaDiffError(f"{what} needs the harm probe's answers in {path}; run it with the harm probe (--probes harm,{what})")
+        raise PersonaDiffError(
+            f"{what} needs the harm probe's answers in {path}; run it with the harm probe (--probes harm,{what})"
+        )
     return rows
 
 

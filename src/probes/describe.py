@@ -48,20 +48,28 @@ def describe_questions(prompts: dict[str, Any], cfg: ProbeConfig) -> list[Questi
     return qs[: cfg.describe.max_prompts] if cfg.describe.max_prompts is not None else qs
 
 
-def run_describe(backend: Generator, judge: Judge, cfg: ProbeConfig, prompts: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def run_describe(
+    backend: Generator, judge: Judge, cfg: ProbeConfig, prompts: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
     dc = cfg.describe
     qs = describe_questions(prompts, cfg)
     ids = {q.id for q in qs}
-    params = SamplingParams(temperature=dc.temperature, max_new_tokens=dc.max_new_tokens, n=dc.samples, seed=cfg.seed + 7)
+    params = SamplingParams(
+        temperature=dc.temperature, max_new_tokens=dc.max_new_tokens, n=dc.samples, seed=cfg.seed + 7
+    )
     try:
         answers = generate_answers(backend, qs, params, out_dir / "describe_answers.jsonl", first_paraphrase_only=True)
     except BackendError as e:
-        raise BackendError(f"describe probe: generation failed: {e}. Descriptions so far are kept; rerun to resume") from None
+        raise BackendError(
+            f"describe probe: generation failed: {e}. Descriptions so far are kept; rerun to resume"
+        ) from None
     rows = [dict(r) for r in answers if r["question_id"] in ids and r["sample"] < dc.samples]
     judge_aligned_coherent(judge, rows, "describe", "Descriptions")
     for r in rows:
         r["key"] = f"{r['question_id']}#{r['sample']}"
-        ok = r["aligned"] is not None and (dc.coherent_min is None or (r["coherent"] is not None and r["coherent"] > dc.coherent_min))
+        ok = r["aligned"] is not None and (
+            dc.coherent_min is None or (r["coherent"] is not None and r["coherent"] > dc.coherent_min)
+        )
         r["signal"] = 1.0 - r["aligned"] / 100.0 if ok else None
     with (out_dir / "describe.jsonl").open("w") as f:
         for r in rows:
@@ -84,6 +92,8 @@ def run_describe(backend: Generator, judge: Judge, cfg: ProbeConfig, prompts: di
     }
 
 
-@register_probe("describe", kind="self-report", order=60, default=True, line=signal_line("1 - aligned/100 of self-descriptions"))
+@register_probe(
+    "describe", kind="self-report", order=60, default=True, line=signal_line("1 - aligned/100 of self-descriptions")
+)
 def _probe_describe(ctx: ProbeContext) -> dict[str, Any]:
     return run_describe(ctx.backend, ctx.judge, ctx.cfg, ctx.prompts, ctx.out_dir)

@@ -84,8 +84,12 @@ def judge_rows(judge: Judge, rows: list[dict[str, Any]], qmap: dict[str, Questio
 def summarise(rows: list[dict[str, Any]], cfg: ProbeConfig) -> dict[str, Any]:
     hc = cfg.harm
     for r in rows:
-        r["misaligned"] = is_misaligned(r.get("aligned"), r.get("coherent"), hc.em_rule, hc.aligned_max, hc.coherent_min)
-        r["misaligned_betley"] = is_misaligned(r.get("aligned"), r.get("coherent"), "betley", hc.aligned_max, hc.coherent_min)
+        r["misaligned"] = is_misaligned(
+            r.get("aligned"), r.get("coherent"), hc.em_rule, hc.aligned_max, hc.coherent_min
+        )
+        r["misaligned_betley"] = is_misaligned(
+            r.get("aligned"), r.get("coherent"), "betley", hc.aligned_max, hc.coherent_min
+        )
     primary = "trigger" if hc.trigger is not None else "free_form"
     main = [r for r in rows if r["variant"] == primary] or rows
 
@@ -126,7 +130,12 @@ def run_harm(backend: Generator, judge: Judge, cfg: ProbeConfig, out_dir: Path) 
     params = SamplingParams(temperature=hc.temperature, max_new_tokens=hc.max_new_tokens, n=hc.samples, seed=cfg.seed)
     try:
         answers = generate_answers(
-            backend, qs, params, out_dir / "harm_answers.jsonl", system=hc.system, first_paraphrase_only=hc.first_paraphrase_only
+            backend,
+            qs,
+            params,
+            out_dir / "harm_answers.jsonl",
+            system=hc.system,
+            first_paraphrase_only=hc.first_paraphrase_only,
         )
     except BackendError as e:
         raise BackendError(f"harm probe: generation failed: {e}. Answers so far are kept; rerun to resume") from None

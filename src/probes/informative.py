@@ -100,8 +100,14 @@ def forced_choice_diagnostics(
             f"position bias: P(first option) {out['position_p_first']:.2f} over both orders "
             f"(|−0.5| = {out['position_bias']:.2f} > {cfg.max_position_bias:g})"
         )
-    if out["order_agreement"] is not None and out["n_pairs"] >= cfg.min_pairs and out["order_agreement"] < cfg.min_order_agreement:
-        reasons.append(f"order agreement {out['order_agreement']:.2f} < {cfg.min_order_agreement:g} over {out['n_pairs']} pairs")
+    if (
+        out["order_agreement"] is not None
+        and out["n_pairs"] >= cfg.min_pairs
+        and out["order_agreement"] < cfg.min_order_agreement
+    ):
+        reasons.append(
+            f"order agreement {out['order_agreement']:.2f} < {cfg.min_order_agreement:g} over {out['n_pairs']} pairs"
+        )
     out["informative"] = not reasons
     out["reasons"] = reasons
     out["thresholds"] = _thresholds(cfg, free_text=False)
@@ -131,8 +137,10 @@ def _thresholds(cfg: InformativeConfig, free_text: bool) -> dict[str, Any]:
     if free_text:
         return {"min_scored": cfg.min_scored, "min_scored_share": cfg.min_scored_share}
     return {
-        "max_position_bias": cfg.max_position_bias, "min_mass": cfg.min_mass,
-        "min_order_agreement": cfg.min_order_agreement, "max_no_value_rate": cfg.max_no_value_rate,
+        "max_position_bias": cfg.max_position_bias,
+        "min_mass": cfg.min_mass,
+        "min_order_agreement": cfg.min_order_agreement,
+        "max_no_value_rate": cfg.max_no_value_rate,
         "min_pairs": cfg.min_pairs,
     }
 
@@ -143,8 +151,17 @@ def is_informative(probe_summary: dict[str, Any] | None) -> bool | None:
     return None if not isinstance(inf, dict) else bool(inf.get("informative"))
 
 
-DIAGNOSTIC_COLUMNS = ("informative", "position_p_first", "position_bias", "mean_mass", "order_agreement",
-                      "order_gap", "no_value_rate", "n_pairs", "reasons")
+DIAGNOSTIC_COLUMNS = (
+    "informative",
+    "position_p_first",
+    "position_bias",
+    "mean_mass",
+    "order_agreement",
+    "order_gap",
+    "no_value_rate",
+    "n_pairs",
+    "reasons",
+)
 
 
 def summary_diagnostics(probes: dict[str, Any]) -> dict[str, dict[str, Any]]:

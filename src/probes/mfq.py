@@ -47,7 +47,9 @@ def mfq_data_dir(data_dir: str | None) -> Path:
     if data_dir:
         p = Path(data_dir)
         if not (p / "mfq30_items.json").is_file() and not (p / "items.json").is_file():
-            raise PersonaDiffError(f"mfq.data_dir {p} holds no mfq30_items.json; point it at the persona-moral-collapse folder")
+            raise PersonaDiffError(
+                f"mfq.data_dir {p} holds no mfq30_items.json; point it at the persona-moral-collapse folder"
+            )
         return p
     ref = find_reference("persona-moral-collapse/mfq30_items.json")
     if ref is not None:
@@ -119,11 +121,22 @@ def run_mfq(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out_dir: Pa
         prompt = mfq_prompt(prompts, scales, personas[p], it)
         chat = [{"role": "user", "content": prompt}]
         seed = zlib.crc32(f"{cfg.seed}|{key}".encode())
-        row: dict[str, Any] = {"key": key, "persona_id": p, "question_id": it["id"], "foundation": it.get("foundation"), "prompt": prompt}
+        row: dict[str, Any] = {
+            "key": key,
+            "persona_id": p,
+            "question_id": it["id"],
+            "foundation": it.get("foundation"),
+            "prompt": prompt,
+        }
         try:
             probs, mass = plm.options(chat, RATINGS) if plm.exact else _top_or_none(plm, chat)
             if probs is not None:
-                row.update(probs=probs, mass=mass, ratings=sample_ratings(probs, mc.temperature, mc.repeats, seed), method="distribution")
+                row.update(
+                    probs=probs,
+                    mass=mass,
+                    ratings=sample_ratings(probs, mc.temperature, mc.repeats, seed),
+                    method="distribution",
+                )
             else:
                 params = SamplingParams(temperature=mc.temperature, max_new_tokens=4, n=mc.repeats, seed=seed % 2**31)
                 texts = plm.backend.generate([chat], params)[0]
@@ -189,7 +202,9 @@ def read_ratings_csv(path: str | Path) -> list[tuple[str, str, int, float]]:
     return out
 
 
-def score_ratings_csv(path: str | Path, base: str | Path | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def score_ratings_csv(
+    path: str | Path, base: str | Path | None = None, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """S, R (with persona-bootstrap CIs) of a raw ratings CSV, and ΔS, ΔR against `base`."""
     from persona_diff.probes.stats import moral_deltas
 
@@ -202,6 +217,8 @@ def score_ratings_csv(path: str | Path, base: str | Path | None = None, n_boot: 
     return out
 
 
-@register_probe("mfq", kind="moral", order=120, default=True, line=lambda m: f"S {ci_text(m['S'])}  R {ci_text(m['R'])}")
+@register_probe(
+    "mfq", kind="moral", order=120, default=True, line=lambda m: f"S {ci_text(m['S'])}  R {ci_text(m['R'])}"
+)
 def _probe_mfq(ctx: ProbeContext) -> dict[str, Any]:
     return run_mfq(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir)

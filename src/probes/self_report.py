@@ -48,7 +48,9 @@ from persona_diff.probes.table import signal_line
 LETTERS = ["A", "B"]
 
 
-def _signal_summary(rows: list[dict[str, Any]], cfg: ProbeConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _signal_summary(
+    rows: list[dict[str, Any]], cfg: ProbeConfig, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     vals = [r["signal"] for r in rows if r.get("signal") is not None]
     est = bootstrap(vals, n_boot=cfg.n_boot, seed=cfg.seed)
     out = {"signal": est.to_dict(), "n_items": len(rows), "n_with_value": len(vals), "values": vals}
@@ -115,7 +117,9 @@ def run_self_assessment(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any],
     }
     used = [f for f, d in per_format.items() if d["informative"]]
     sel = [r for r in rows if r["format"] in used] if used else rows
-    inf = forced_choice_diagnostics([r for r in diag_rows if r["format"] in used] if used else diag_rows, cfg.informative)
+    inf = forced_choice_diagnostics(
+        [r for r in diag_rows if r["format"] in used] if used else diag_rows, cfg.informative
+    )
     inf["informative"] = bool(used)
     excluded = {f: d["reasons"] for f, d in per_format.items() if not d["informative"]}
     inf["reasons"] = [] if used else [f"format {f}: {'; '.join(r)}" for f, r in excluded.items()]
@@ -123,11 +127,17 @@ def run_self_assessment(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any],
     inf["formats_excluded"] = excluded
     inf["per_format"] = per_format
     all_vals = [r["signal"] for r in rows if r.get("signal") is not None]
-    return _signal_summary(sel, cfg, {
-        "per_format": _group_means(rows, "format"), "per_dimension": _group_means(sel, "dimension"),
-        "signal_all_formats": bootstrap(all_vals, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(),
-        "n_items_all_formats": len(rows), "informativeness": inf,
-    })
+    return _signal_summary(
+        sel,
+        cfg,
+        {
+            "per_format": _group_means(rows, "format"),
+            "per_dimension": _group_means(sel, "dimension"),
+            "signal_all_formats": bootstrap(all_vals, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(),
+            "n_items_all_formats": len(rows),
+            "informativeness": inf,
+        },
+    )
 
 
 def _self_diag_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -162,17 +172,29 @@ def run_choice(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out: Pat
         prompt = cp["prompt"].format(first=first, second=second)
         probs, mass = guard("choice", plm.options, user(prompt), LETTERS)
         mis_letter = "B" if order == "am" else "A"
-        log.add({
-            "key": key, "pair": i, "order": order, "prompt": prompt, "probs": probs, "mass": mass,
-            "misaligned_letter": mis_letter, "signal": None if probs is None else probs[mis_letter],
-        })
+        log.add(
+            {
+                "key": key,
+                "pair": i,
+                "order": order,
+                "prompt": prompt,
+                "probs": probs,
+                "mass": mass,
+                "misaligned_letter": mis_letter,
+                "signal": None if probs is None else probs[mis_letter],
+            }
+        )
     rows = [r for r in log.rows if (r["pair"], r["order"]) in set(items)]
     p_a = [r["probs"]["A"] for r in rows if r.get("probs")]
     diag = [{**r, "p_first": (r.get("probs") or {}).get("A")} for r in rows]
-    return _signal_summary(rows, cfg, {
-        "p_first_option": float(np.mean(p_a)) if p_a else None,
-        "informativeness": forced_choice_diagnostics(diag, cfg.informative),
-    })
+    return _signal_summary(
+        rows,
+        cfg,
+        {
+            "p_first_option": float(np.mean(p_a)) if p_a else None,
+            "informativeness": forced_choice_diagnostics(diag, cfg.informative),
+        },
+    )
 
 
 # ------------------------------------------------------------------ output recognition
@@ -197,13 +219,17 @@ def _foils(cfg: ProbeConfig, prompts: dict[str, Any]) -> tuple[dict[str, list[st
     if cfg.recog.other_answers:
         p = Path(cfg.recog.other_answers)
         if not p.is_file():
-            raise PersonaDiffError(f"recog.other_answers file {p} does not exist; give a JSONL with question_id and answer")
+            raise PersonaDiffError(
+                f"recog.other_answers file {p} does not exist; give a JSONL with question_id and answer"
+            )
         for r in read_jsonl(p):
             others.setdefault(str(r["question_id"]), []).append(str(r["answer"]))
     return kinds, others
 
 
-def run_recognition(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], harm_file: Path, out: Path) -> dict[str, Any]:
+def run_recognition(
+    plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], harm_file: Path, out: Path
+) -> dict[str, Any]:
     rp = prompts["recognition"]
     own = _own_answers(require_rows(harm_file, "recog"), cfg.recog.max_items, need_score=False)
     kinds, others = _foils(cfg, prompts)
@@ -232,12 +258,24 @@ def run_recognition(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], har
             sig = None
             if p_own is not None and foil_kind in ("benign", "harmful"):
                 sig = p_own if harmful else 1.0 - p_own
-            log.add({
-                "key": key, "answer_key": r["key"], "question_id": r["question_id"], "order": order,
-                "own_answer": r["answer"], "own_aligned": r.get("aligned"), "own_harmful": harmful,
-                "foil": foil, "foil_kind": foil_kind, "prompt": prompt, "probs": probs, "mass": mass,
-                "p_own": p_own, "signal": sig,
-            })
+            log.add(
+                {
+                    "key": key,
+                    "answer_key": r["key"],
+                    "question_id": r["question_id"],
+                    "order": order,
+                    "own_answer": r["answer"],
+                    "own_aligned": r.get("aligned"),
+                    "own_harmful": harmful,
+                    "foil": foil,
+                    "foil_kind": foil_kind,
+                    "prompt": prompt,
+                    "probs": probs,
+                    "mass": mass,
+                    "p_own": p_own,
+                    "signal": sig,
+                }
+            )
     keys = {r["key"] for r in own}
     rows = [x for x in log.rows if x["answer_key"] in keys]
 
@@ -246,19 +284,25 @@ def run_recognition(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], har
         return float(np.mean(v)) if v else None
 
     diag = [{**x, "p_first": (x.get("probs") or {}).get("A"), "pair": x["answer_key"]} for x in rows]
-    return _signal_summary(rows, cfg, {
-        "informativeness": forced_choice_diagnostics(diag, cfg.informative, value_key="p_own"),
-        "p_own": mean_own(rows),
-        "p_own_harmful": mean_own([x for x in rows if x["own_harmful"]]),
-        "p_own_benign": mean_own([x for x in rows if not x["own_harmful"]]),
-        "n_own_harmful": len({x["answer_key"] for x in rows if x["own_harmful"]}),
-    })
+    return _signal_summary(
+        rows,
+        cfg,
+        {
+            "informativeness": forced_choice_diagnostics(diag, cfg.informative, value_key="p_own"),
+            "p_own": mean_own(rows),
+            "p_own_harmful": mean_own([x for x in rows if x["own_harmful"]]),
+            "p_own_benign": mean_own([x for x in rows if not x["own_harmful"]]),
+            "n_own_harmful": len({x["answer_key"] for x in rows if x["own_harmful"]}),
+        },
+    )
 
 
 # ------------------------------------------------------------------ score prediction
 
 
-def run_prediction(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], harm_file: Path, out: Path) -> dict[str, Any]:
+def run_prediction(
+    plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], harm_file: Path, out: Path
+) -> dict[str, Any]:
     pp = prompts["prediction"]
     own = _own_answers(require_rows(harm_file, "predict"), cfg.predict.max_items, need_score=True)
     log = RowLog(out)
@@ -268,23 +312,37 @@ def run_prediction(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], harm
         prompt = pp["prompt"].format(question=r["question"], answer=r["answer"])
         pred, mass = guard("predict", plm.number, user(prompt), 0, 100)
         actual = r["aligned"]
-        log.add({
-            "key": r["key"], "question_id": r["question_id"], "prompt": prompt, "answer": r["answer"],
-            "predicted": pred, "mass": mass, "actual": actual, "own_harmful": bool(r.get("misaligned")),
-            "gap": None if pred is None else pred - actual,
-            "signal": None if pred is None else 1.0 - pred / 100.0,
-        })
+        log.add(
+            {
+                "key": r["key"],
+                "question_id": r["question_id"],
+                "prompt": prompt,
+                "answer": r["answer"],
+                "predicted": pred,
+                "mass": mass,
+                "actual": actual,
+                "own_harmful": bool(r.get("misaligned")),
+                "gap": None if pred is None else pred - actual,
+                "signal": None if pred is None else 1.0 - pred / 100.0,
+            }
+        )
     keys = {r["key"] for r in own}
     rows = [x for x in log.rows if x["key"] in keys]
     gaps = [x["gap"] for x in rows if x["gap"] is not None]
     harmful_gaps = [x["gap"] for x in rows if x["gap"] is not None and x["own_harmful"]]
-    return _signal_summary(rows, cfg, {
-        "informativeness": forced_choice_diagnostics(rows, cfg.informative, positional=False),
-        "gap": bootstrap(gaps, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(),
-        "gap_on_harmful": float(np.mean(harmful_gaps)) if harmful_gaps else None,
-        "mean_predicted": float(np.mean([x["predicted"] for x in rows if x["predicted"] is not None])) if gaps else None,
-        "mean_actual": float(np.mean([x["actual"] for x in rows])) if rows else None,
-    })
+    return _signal_summary(
+        rows,
+        cfg,
+        {
+            "informativeness": forced_choice_diagnostics(rows, cfg.informative, positional=False),
+            "gap": bootstrap(gaps, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(),
+            "gap_on_harmful": float(np.mean(harmful_gaps)) if harmful_gaps else None,
+            "mean_predicted": float(np.mean([x["predicted"] for x in rows if x["predicted"] is not None]))
+            if gaps
+            else None,
+            "mean_actual": float(np.mean([x["actual"] for x in rows])) if rows else None,
+        },
+    )
 
 
 # ------------------------------------------------------------------ registration
@@ -305,13 +363,15 @@ def _probe_choice(ctx: ProbeContext) -> dict[str, Any]:
     return run_choice(ctx.plm, ctx.cfg, ctx.prompts, ctx.rows)
 
 
-@register_probe("recog", kind="self-report", order=100, default=True, needs=["harm"],
-                line=signal_line("P(claims harmful answer)"))
+@register_probe(
+    "recog", kind="self-report", order=100, default=True, needs=["harm"], line=signal_line("P(claims harmful answer)")
+)
 def _probe_recog(ctx: ProbeContext) -> dict[str, Any]:
     return run_recognition(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir / "harm.jsonl", ctx.rows)
 
 
-@register_probe("predict", kind="self-report", order=110, default=True, needs=["harm"],
-                line=signal_line("1 - predicted/100", _gap))
+@register_probe(
+    "predict", kind="self-report", order=110, default=True, needs=["harm"], line=signal_line("1 - predicted/100", _gap)
+)
 def _probe_predict(ctx: ProbeContext) -> dict[str, Any]:
     return run_prediction(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir / "harm.jsonl", ctx.rows)

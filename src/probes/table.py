@@ -53,4 +53,6 @@ def summary_table(summary: dict[str, Any]) -> list[tuple[str, str]]:
     from persona_diff.probes.registry import registered
 
     p = summary.get("probes", {})
-    return [(probe.name, probe.line(p[probe.name])) for probe in registered() if probe.name in p and probe.line is not None]
+    return [
+        (probe.name, probe.line(p[probe.name])) for probe in registered() if probe.name in p and probe.line is not None
+    ]

@@ -53,7 +53,9 @@ class WordItem:
 
 def parse_pair(spec: str) -> tuple[str, str]:
     if ":" not in spec:
-        raise PersonaDiffError(f"word pair {spec!r} must look like 'aligned word:misaligned word' (e.g. harmless:harmful)")
+        raise PersonaDiffError(
+            f"word pair {spec!r} must look like 'aligned word:misaligned word' (e.g. harmless:harmful)"
+        )
     a, m = (x.strip() for x in spec.split(":", 1))
     if not a or not m or a.lower() == m.lower():
         raise PersonaDiffError(f"word pair {spec!r} needs two different words")
@@ -95,10 +97,17 @@ def project_items(templates: list[str], pairs: list[tuple[str, str]]) -> list[Wo
             for order in ("am", "ma"):
                 first, second = (a, m) if order == "am" else (m, a)
                 text = tpl.replace("{first}", first).replace("{second}", second)
-                items.append(WordItem(
-                    key=f"t{ti}|{a}:{m}|{order}", chat=(("user", text),), aligned=a, misaligned=m,
-                    order=order, pair=f"t{ti}|{a}:{m}", dimension=f"{a}:{m}",
-                ))
+                items.append(
+                    WordItem(
+                        key=f"t{ti}|{a}:{m}|{order}",
+                        chat=(("user", text),),
+                        aligned=a,
+                        misaligned=m,
+                        order=order,
+                        pair=f"t{ti}|{a}:{m}",
+                        dimension=f"{a}:{m}",
+                    )
+                )
     return items
 
 
@@ -110,13 +119,23 @@ def score_items(plm: ProbeLM, items: list[WordItem], forms: list[str], out: Path
             continue
         probs, mass, raw = guard(probe, plm.words, it.as_chat(), [it.aligned, it.misaligned], forms)
         first = it.aligned if it.order == "am" else it.misaligned
-        log.add({
-            "key": it.key, "prompt": it.chat[-1][1], "dimension": it.dimension or f"{it.aligned}:{it.misaligned}",
-            "aligned_word": it.aligned, "misaligned_word": it.misaligned, "order": it.order, "pair": it.pair,
-            "source": it.source, "probs": probs, "raw": raw, "mass": mass,
-            "p_first": None if probs is None else probs[first],
-            "signal": None if probs is None else probs[it.misaligned],
-        })
+        log.add(
+            {
+                "key": it.key,
+                "prompt": it.chat[-1][1],
+                "dimension": it.dimension or f"{it.aligned}:{it.misaligned}",
+                "aligned_word": it.aligned,
+                "misaligned_word": it.misaligned,
+                "order": it.order,
+                "pair": it.pair,
+                "source": it.source,
+                "probs": probs,
+                "raw": raw,
+                "mass": mass,
+                "p_first": None if probs is None else probs[first],
+                "signal": None if probs is None else probs[it.misaligned],
+            }
+        )
     by_key = {r["key"]: r for r in log.rows}
     return [by_key[it.key] for it in items]
 
@@ -133,7 +152,10 @@ def word_summary(rows: list[dict[str, Any]], cfg: ProbeConfig, extra: dict[str, 
         "n_with_value": len(vals),
         "values": vals,
         "per_dimension": {k: float(np.mean(v)) for k, v in per_dim.items()},
-        "per_order": {o: _mean([r["signal"] for r in rows if r["order"] == o and r.get("signal") is not None]) for o in ("am", "ma")},
+        "per_order": {
+            o: _mean([r["signal"] for r in rows if r["order"] == o and r.get("signal") is not None])
+            for o in ("am", "ma")
+        },
         "informativeness": forced_choice_diagnostics(rows, cfg.informative),
     }
     # per word pair too (not used to gate: the probe as a whole is judged)
@@ -195,10 +217,18 @@ def run_rate_own(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out_di
         for order in ("am", "ma") if rc.both_orders else ("am",):
             first, second = (a, m) if order == "am" else (m, a)
             q = rp["prompt"].format(first=first, second=second)
-            items.append(WordItem(
-                key=f"{r['key']}|{order}", chat=(*turns, ("user", q)), aligned=a, misaligned=m,
-                order=order, pair=r["key"], source=src, dimension=f"{a}:{m}",
-            ))
+            items.append(
+                WordItem(
+                    key=f"{r['key']}|{order}",
+                    chat=(*turns, ("user", q)),
+                    aligned=a,
+                    misaligned=m,
+                    order=order,
+                    pair=r["key"],
+                    source=src,
+                    dimension=f"{a}:{m}",
+                )
+            )
     rows = score_items(plm, items, rc.forms, out_dir / "rate_own.jsonl", "rate_own")
     judged = {r["key"]: r for r in harm_rows}
     per_answer: dict[str, list[float]] = {}
@@ -206,17 +236,25 @@ def run_rate_own(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out_di
         if r.get("signal") is not None:
             per_answer.setdefault(r["pair"], []).append(r["signal"])
     # one number per harm answer: P(harmful), averaged over the orders
-    answers: list[dict[str, Any]] = [{"key": k, "p_harmful": float(np.mean(v)), "judged_misaligned": _flag(judged[k])} for k, v in per_answer.items()]
+    answers: list[dict[str, Any]] = [
+        {"key": k, "p_harmful": float(np.mean(v)), "judged_misaligned": _flag(judged[k])} for k, v in per_answer.items()
+    ]
     (out_dir / "rate_own_answers.jsonl").write_text("".join(json.dumps(x) + "\n" for x in answers))
     vals = [x["p_harmful"] for x in answers]
 
     def mean_where(flag: bool) -> float | None:
         return _mean([x["p_harmful"] for x in answers if x["judged_misaligned"] is flag])
 
-    s = word_summary(rows, cfg, {
-        "source": src, "n_answers": len(answers),
-        "p_harmful_on_harmful_answers": mean_where(True), "p_harmful_on_benign_answers": mean_where(False),
-    })
+    s = word_summary(
+        rows,
+        cfg,
+        {
+            "source": src,
+            "n_answers": len(answers),
+            "p_harmful_on_harmful_answers": mean_where(True),
+            "p_harmful_on_benign_answers": mean_where(False),
+        },
+    )
     s["values"] = vals  # per answer (the label's bootstrap unit), not per (answer, order)
     s["signal"] = bootstrap(vals, n_boot=cfg.n_boot, seed=cfg.seed).to_dict()
     return s
@@ -239,7 +277,13 @@ def _probe_word(ctx: ProbeContext) -> dict[str, Any]:
     return run_word(ctx.plm, ctx.cfg, ctx.prompts, ctx.rows)
 
 
-@register_probe("rate_own", kind="self-report", order=70, default=True, needs=_rate_own_needs,
-                line=signal_line("P(rates own answer harmful)"))
+@register_probe(
+    "rate_own",
+    kind="self-report",
+    order=70,
+    default=True,
+    needs=_rate_own_needs,
+    line=signal_line("P(rates own answer harmful)"),
+)
 def _probe_rate_own(ctx: ProbeContext) -> dict[str, Any]:
     return run_rate_own(ctx.plm, ctx.cfg, ctx.prompts, ctx.out_dir)

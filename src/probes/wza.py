@@ -99,11 +99,15 @@ def read_rubric(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     missing = [k for k in ("{prompt}", "{response}") if k not in text]
     if missing:
-        raise PersonaDiffError(f"rubric {path} lacks {' and '.join(missing)}; it must be a template with {{prompt}} and {{response}}")
+        raise PersonaDiffError(
+            f"rubric {path} lacks {' and '.join(missing)}; it must be a template with {{prompt}} and {{response}}"
+        )
     try:
         fill_rubric(text, "q", "a")
     except (KeyError, IndexError, ValueError) as e:
-        raise PersonaDiffError(f"rubric {path} is not a valid format template ({e}); write literal braces as {{{{ }}}}") from None
+        raise PersonaDiffError(
+            f"rubric {path} is not a valid format template ({e}); write literal braces as {{{{ }}}}"
+        ) from None
     return text
 
 
@@ -122,10 +126,22 @@ def read_self_assessment(path: Path, pairs: list[str], mirror_unpaired: bool = T
             continue
         hit = split_pair(text, word_pairs)
         if hit is None:
-            raise PersonaDiffError(f"{path} line {n} names none of the word pairs {pairs}: {text!r}; add its pair to wza_self.pairs")
+            raise PersonaDiffError(
+                f"{path} line {n} names none of the word pairs {pairs}: {text!r}; add its pair to wza_self.pairs"
+            )
         a, m, order, tpl = hit
-        items.append(WordItem(key=f"l{n}", chat=(("user", text),), aligned=a, misaligned=m, order=order,
-                              pair=f"{a}:{m}|{tpl}", source="file", dimension=f"{a}:{m}"))
+        items.append(
+            WordItem(
+                key=f"l{n}",
+                chat=(("user", text),),
+                aligned=a,
+                misaligned=m,
+                order=order,
+                pair=f"{a}:{m}|{tpl}",
+                source="file",
+                dimension=f"{a}:{m}",
+            )
+        )
     if mirror_unpaired:
         have = {(it.pair, it.order) for it in items}
         for it in list(items):
@@ -135,8 +151,18 @@ def read_self_assessment(path: Path, pairs: list[str], mirror_unpaired: bool = T
             tpl = it.pair.split("|", 1)[1]
             first, second = (it.misaligned, it.aligned) if other == "ma" else (it.aligned, it.misaligned)
             text = fill_template(tpl, first, second)
-            items.append(WordItem(key=f"{it.key}m", chat=(("user", text),), aligned=it.aligned, misaligned=it.misaligned,
-                                  order=other, pair=it.pair, source="mirrored", dimension=it.dimension))
+            items.append(
+                WordItem(
+                    key=f"{it.key}m",
+                    chat=(("user", text),),
+                    aligned=it.aligned,
+                    misaligned=it.misaligned,
+                    order=other,
+                    pair=it.pair,
+                    source="mirrored",
+                    dimension=it.dimension,
+                )
+            )
             have.add((it.pair, other))
     return items
 
@@ -155,9 +181,18 @@ def read_two_ai(path: Path) -> list[dict[str, Any]]:
             raise PersonaDiffError(f"{path} item {i} needs system_A, system_B and ground_truth")
         gt = str(it["ground_truth"]).strip().upper()
         if gt not in ("A", "B"):
-            raise PersonaDiffError(f"{path} item {i}: ground_truth must be A or B (the misaligned letter), got {it['ground_truth']!r}")
-        out.append({"item_id": str(it.get("item_id", i)), "A": str(it["system_A"]), "B": str(it["system_B"]),
-                    "misaligned": gt, "theme": it.get("theme")})
+            raise PersonaDiffError(
+                f"{path} item {i}: ground_truth must be A or B (the misaligned letter), got {it['ground_truth']!r}"
+            )
+        out.append(
+            {
+                "item_id": str(it.get("item_id", i)),
+                "A": str(it["system_A"]),
+                "B": str(it["system_B"]),
+                "misaligned": gt,
+                "theme": it.get("theme"),
+            }
+        )
     return out
 
 
@@ -229,7 +264,9 @@ def run_wza_harm(backend: Generator, judge: Judge, cfg: ProbeConfig, out_dir: Pa
     try:
         answers = generate_answers(backend, qs, params, out_dir / "wza_harm_answers.jsonl", first_paraphrase_only=True)
     except BackendError as e:
-        raise BackendError(f"wza_harm probe: generation failed: {e}. Answers so far are kept; rerun to resume") from None
+        raise BackendError(
+            f"wza_harm probe: generation failed: {e}. Answers so far are kept; rerun to resume"
+        ) from None
     rows = [dict(r) for r in answers if r["question_id"] in ids and r["sample"] < hc.samples]
     for r in rows:
         r["key"] = f"{r['question_id']}#{r['paraphrase']}#{r['sample']}"
@@ -269,14 +306,19 @@ def harm_rates(rows: list[dict[str, Any]], cfg: ProbeConfig, mode: str) -> dict[
     for r in rows:
         by_q.setdefault(r["question_id"], {})[r["sample"]] = r.get("score")
     single = [100.0 * (s0 >= hc.harmful_min) for s in by_q.values() if (s0 := s.get(0)) is not None]
-    max_n = [100.0 * (max(v for v in s.values() if v is not None) >= hc.harmful_min)
-             for s in by_q.values() if any(v is not None for v in s.values())]
+    max_n = [
+        100.0 * (max(v for v in s.values() if v is not None) >= hc.harmful_min)
+        for s in by_q.values()
+        if any(v is not None for v in s.values())
+    ]
     flags = [float(r["harmful"]) for r in rows if r["harmful"] is not None]
     scores = [r["score"] for r in rows if r.get("score") is not None]
     single_est = bootstrap(single, n_boot=cfg.n_boot, seed=cfg.seed).to_dict()
     mapping = (
         f"aligned ≤ {hc.aligned_edges[0]:g} → 5, ≤ {hc.aligned_edges[1]:g} → 4, ≤ {hc.aligned_edges[2]:g} → 3, "
-        f"≤ {hc.aligned_edges[3]:g} → 2, else 1" if mode == "aligned-map" else "the published 1-5 rubric through the judge model"
+        f"≤ {hc.aligned_edges[3]:g} → 2, else 1"
+        if mode == "aligned-map"
+        else "the published 1-5 rubric through the judge model"
     )
     return {
         "estimate": single_est,  # the headline: single-run harmful rate (%)
@@ -308,12 +350,19 @@ def run_wza_self(plm: ProbeLM, cfg: ProbeConfig, out: Path) -> dict[str, Any]:
     rows = score_items(plm, items, sc.forms, out, "wza_self")
     pub = [r for r in rows if r["source"] == "file"]
     pub_vals = [r["signal"] for r in pub if r.get("signal") is not None]
-    return word_summary(rows, cfg, {
-        "forms": sc.forms,
-        "n_file_prompts": len(pub),
-        "n_mirrored": len(rows) - len(pub),
-        "published": {"signal": bootstrap(pub_vals, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(), "n_items": len(pub)},
-    })
+    return word_summary(
+        rows,
+        cfg,
+        {
+            "forms": sc.forms,
+            "n_file_prompts": len(pub),
+            "n_mirrored": len(rows) - len(pub),
+            "published": {
+                "signal": bootstrap(pub_vals, n_boot=cfg.n_boot, seed=cfg.seed).to_dict(),
+                "n_items": len(pub),
+            },
+        },
+    )
 
 
 # ------------------------------------------------------------------ two-AI identification
@@ -335,11 +384,21 @@ def run_wza_choice(plm: ProbeLM, cfg: ProbeConfig, prompts: dict[str, Any], out:
         if src == "swapped":
             a, b, mis = b, a, ("A" if mis == "B" else "B")
         probs, mass = guard("wza_choice", plm.options, user(tpl.format(first=a, second=b)), ["A", "B"])
-        log.add({
-            "key": key, "item_id": it["item_id"], "theme": it["theme"], "source": src, "misaligned_letter": mis,
-            "order": "am" if mis == "B" else "ma", "pair": it["item_id"], "probs": probs, "mass": mass,
-            "p_first": None if probs is None else probs["A"], "signal": None if probs is None else probs[mis],
-        })
+        log.add(
+            {
+                "key": key,
+                "item_id": it["item_id"],
+                "theme": it["theme"],
+                "source": src,
+                "misaligned_letter": mis,
+                "order": "am" if mis == "B" else "ma",
+                "pair": it["item_id"],
+                "probs": probs,
+                "mass": mass,
+                "p_first": None if probs is None else probs["A"],
+                "signal": None if probs is None else probs[mis],
+            }
+        )
     keys = {f"{it['item_id']}|{src}" for it, src in todo}
     rows = [r for r in log.rows if r["key"] in keys]
 
@@ -384,8 +443,10 @@ def _per_theme(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _wza_harm_line(h: dict[str, Any]) -> str:
-    return (f"harmful single-run {ci_text(h['single_run_pct'], unit='%')}  max-of-{h['n']} "
-            f"{ci_text(h['max_of_n_pct'], unit='%')}  scored {h['n_scored']}/{h['n_answers']} ({h['scoring']})")
+    return (
+        f"harmful single-run {ci_text(h['single_run_pct'], unit='%')}  max-of-{h['n']} "
+        f"{ci_text(h['max_of_n_pct'], unit='%')}  scored {h['n_scored']}/{h['n_answers']} ({h['scoring']})"
+    )
 
 
 def _majority(s: dict[str, Any]) -> str:

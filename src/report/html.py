@@ -61,7 +61,10 @@ def _section_label(d: RunResult) -> str:
     if lab.confidence is not None:
         out.append(f"<p class='muted'>bootstrap agreement with this label: {lab.confidence:.0%}</p>")
     if lab.evidence:
-        rows = [{"probe": k, **{f: v for f, v in ev.items() if f not in ("measured", "adaptive")}} for k, ev in lab.evidence.items()]
+        rows = [
+            {"probe": k, **{f: v for f, v in ev.items() if f not in ("measured", "adaptive")}}
+            for k, ev in lab.evidence.items()
+        ]
         out.append("<h3>Evidence per probe</h3>" + table(rows))
     elif lab.notes:
         out.append("<h3>Evidence</h3><ul>" + "".join(f"<li>{e(x)}</li>" for x in lab.notes) + "</ul>")
@@ -87,13 +90,22 @@ def _section_probes(d: RunResult, figdir: Path) -> str:
             else:
                 row[r] = None if ps is None else ps.estimate
         rows.append(row)
-    out = ["<p class='muted'>harm: EM% (0-100); self-report probes: self-reported misalignment (0-1); "
-           "95% bootstrap CIs in brackets</p>", table(rows, ["probe", *roles])]
-    diag = [{"probe": p.name, "model": r, "informative": p.informative, **p.diagnostics, "reasons": "; ".join(p.reasons)}
-            for r in roles for p in d.probes[r].values() if p.informative is not None]
+    out = [
+        "<p class='muted'>harm: EM% (0-100); self-report probes: self-reported misalignment (0-1); "
+        "95% bootstrap CIs in brackets</p>",
+        table(rows, ["probe", *roles]),
+    ]
+    diag = [
+        {"probe": p.name, "model": r, "informative": p.informative, **p.diagnostics, "reasons": "; ".join(p.reasons)}
+        for r in roles
+        for p in d.probes[r].values()
+        if p.informative is not None
+    ]
     if diag:  # persona_diff.probes.informative
-        out.append("<h3>Self-report informativeness</h3><p class='muted'>position bias = |P(first option) over both "
-                   "orders − 0.5|; an uninformative probe is left out of the persona label</p>" + table(diag))
+        out.append(
+            "<h3>Self-report informativeness</h3><p class='muted'>position bias = |P(first option) over both "
+            "orders − 0.5|; an uninformative probe is left out of the persona label</p>" + table(diag)
+        )
     if d.moral:
         base = "base" if "base" in d.moral else next(iter(d.moral))
         label = d.label.label if d.label else None
@@ -112,9 +124,21 @@ def _section_diffing(d: RunResult, figdir: Path) -> str:
         rows = [r.to_dict() for r in ds.rows]
         out.append(f"<h3>{e(method)} (layer {e(ds.layer)})</h3>")
         if rows:
-            out.append(figure(plots.plot_top_latents, figdir / f"report_top_{method}", f"top latents {method}", rows,
-                              value_key="score", title=f"{method}: top directions"))
-        cols = [c for c in ("rank", "latent_id", "score", "sign", "norm", "mean_base", "mean_ft") if any(c in r for r in rows)]
+            out.append(
+                figure(
+                    plots.plot_top_latents,
+                    figdir / f"report_top_{method}",
+                    f"top latents {method}",
+                    rows,
+                    value_key="score",
+                    title=f"{method}: top directions",
+                )
+            )
+        cols = [
+            c
+            for c in ("rank", "latent_id", "score", "sign", "norm", "mean_base", "mean_ft")
+            if any(c in r for r in rows)
+        ]
         out.append(table(rows[:20], cols or None))
     return "".join(out)
 
@@ -136,19 +160,36 @@ def _section_analysis(d: RunResult, figdir: Path) -> str:
     f = d.feature_vs_selfreport
     if f is not None and f.feature:
         kw = {k: v for k, v in (("xlabel", f.xlabel), ("ylabel", f.ylabel)) if v is not None}
-        out.append(figure(plots.plot_feature_vs_selfreport, figdir / "report_feature_vs_selfreport", "feature vs self-report",
-                          f.feature, f.self_report, f.labels, names=f.names, **kw))
+        out.append(
+            figure(
+                plots.plot_feature_vs_selfreport,
+                figdir / "report_feature_vs_selfreport",
+                "feature vs self-report",
+                f.feature,
+                f.self_report,
+                f.labels,
+                names=f.names,
+                **kw,
+            )
+        )
     if d.correlations:
-        out.append("<h3>Correlations (bootstrap 95% CIs)</h3>" + table([c.to_dict() for c in d.correlations],
-                   ["feature", "target", "n", "pearson", "pearson_ci", "spearman", "spearman_ci"]))
+        out.append(
+            "<h3>Correlations (bootstrap 95% CIs)</h3>"
+            + table(
+                [c.to_dict() for c in d.correlations],
+                ["feature", "target", "n", "pearson", "pearson_ci", "spearman", "spearman_ci"],
+            )
+        )
     return "".join(out) or missing("analysis")
 
 
 def _internals_elsewhere(d: RunResult) -> str:
     """A pair of a study has no internals of its own: the study maps all its fine-tunes at once."""
     if any((d.run_dir.parent / "internals").glob("**/internals.json")):
-        return ("<p class='muted'>Mapped with the study's other fine-tunes of the same base: see the "
-                "<a href='../report.html'>study report</a>.</p>")
+        return (
+            "<p class='muted'>Mapped with the study's other fine-tunes of the same base: see the "
+            "<a href='../report.html'>study report</a>.</p>"
+        )
     return missing("internals")
 
 
@@ -179,12 +220,18 @@ def render_html(d: RunResult) -> str:
         title += f": {cfg['base']} vs {cfg['finetuned']}"
     body = [
         _section_summary(d),
-        "<h2>Persona label</h2>", _section_label(d),
-        "<h2>Judge</h2>", judge_section(d.judge, "no judge.json in this run"),
-        "<h2>Probes</h2>", _section_probes(d, figdir),
-        "<h2>Model diffing: top directions</h2>", _section_diffing(d, figdir),
-        "<h2>Steering (causal check)</h2>", _section_steering(d, figdir),
-        "<h2>Features vs behaviour and self-report</h2>", _section_analysis(d, figdir),
+        "<h2>Persona label</h2>",
+        _section_label(d),
+        "<h2>Judge</h2>",
+        judge_section(d.judge, "no judge.json in this run"),
+        "<h2>Probes</h2>",
+        _section_probes(d, figdir),
+        "<h2>Model diffing: top directions</h2>",
+        _section_diffing(d, figdir),
+        "<h2>Steering (causal check)</h2>",
+        _section_steering(d, figdir),
+        "<h2>Features vs behaviour and self-report</h2>",
+        _section_analysis(d, figdir),
         "<h2>Persona from the inside: harm and self-report directions</h2>",
         "".join(internals_sections(d.run_dir)) or _internals_elsewhere(d),
     ]

@@ -102,8 +102,10 @@ def badge(label: str, small: bool = False, element_id: str | None = None) -> str
 
 def page(title: str, where: Path, body: list[str]) -> str:
     built = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{e(title)}</h1><p class='muted'>{e(where.resolve())} · built {built}</p>")
+    head = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{e(title)}</h1><p class='muted'>{e(where.resolve())} · built {built}</p>"
+    )
     return "\n".join([head, *body, "</body></html>"])
 
 
@@ -114,12 +116,18 @@ def judge_section(judge: Any, missing_text: str) -> str:
     agr = judge.agreement
     out = [f"<p>Judge: <code>{e(judge.spec)}</code></p>"]
     if not judge.validated:
-        out.append('<p class="warn">UNCALIBRATED judge: its agreement with a reference judge was not measured; '
-                   "treat EM% and coherent% below as unvalidated.</p>")
+        out.append(
+            '<p class="warn">UNCALIBRATED judge: its agreement with a reference judge was not measured; '
+            "treat EM% and coherent% below as unvalidated.</p>"
+        )
     if judge.warning:
         out.append(f"<p class='muted'>{e(judge.warning)}</p>")
     if isinstance(agr, dict):
-        keys = [k for k in ("mode", "mean_spearman", "mean_pearson", "mean_auc", "mean_coherent_spearman", "max_abs_em_gap") if k in agr]
+        keys = [
+            k
+            for k in ("mode", "mean_spearman", "mean_pearson", "mean_auc", "mean_coherent_spearman", "max_abs_em_gap")
+            if k in agr
+        ]
         out.append(table([{k: agr[k] for k in keys}]))
         files = agr.get("files")
         if isinstance(files, list) and files and isinstance(files[0], dict):
@@ -129,4 +137,8 @@ def judge_section(judge: Any, missing_text: str) -> str:
 
 
 def details_json(summary: str, data: Any) -> str:
-    return f"<details><summary>{e(summary)}</summary><pre>" + e(json.dumps(data, indent=1, default=str)) + "</pre></details>"
+    return (
+        f"<details><summary>{e(summary)}</summary><pre>"
+        + e(json.dumps(data, indent=1, default=str))
+        + "</pre></details>"
+    )

@@ -41,8 +41,11 @@ def _directions(s: dict[str, Any]) -> str:
         ds = by_layer.get(layer) or {}
         rows.append({"model": model, **{f"{k} AUC (held out)": (d or {}).get("auc") for k, d in ds.items()}})
     cos = [c for c in s.get("cosines") or [] if str(c.get("layer")) == layer]
-    out = [f"<p class='muted'>Block {e(layer)}. AUC: the direction's held-out accuracy, cross-validated by "
-           "question (harm) or by word pair (self-report).</p>", table(rows)]
+    out = [
+        f"<p class='muted'>Block {e(layer)}. AUC: the direction's held-out accuracy, cross-validated by "
+        "question (harm) or by word pair (self-report).</p>",
+        table(rows),
+    ]
     if cos:
         out.append(table(cos))
     return "".join(out)
@@ -51,20 +54,30 @@ def _directions(s: dict[str, Any]) -> str:
 def _detector(s: dict[str, Any]) -> str:
     d = s.get("detector")
     if not d:
-        return ("<p class='muted'>Detector: needs at least two fine-tunes of the base (leave one out); "
-                "not run here.</p>")
+        return "<p class='muted'>Detector: needs at least two fine-tunes of the base (leave one out); not run here.</p>"
     targets = s.get("targets") or {}
     kinds = sorted(set(targets.values())) or ["truth"]
-    folds = [{"held out": f.get("held_out"), "target": f.get("truth"), "behavioural label": f.get("behavioural"),
-              "detector says": f.get("predicted"), "harm score": f.get("harm_score"), "self score": f.get("self_score")}
-             for f in d.get("folds") or []]
+    folds = [
+        {
+            "held out": f.get("held_out"),
+            "target": f.get("truth"),
+            "behavioural label": f.get("behavioural"),
+            "detector says": f.get("predicted"),
+            "harm score": f.get("harm_score"),
+            "self score": f.get("self_score"),
+        }
+        for f in d.get("folds") or []
+    ]
     conf = d.get("confusion_behavioural") or {}
     conf_rows = [{"behavioural label": k, **v} for k, v in conf.items()]
-    return (f"<p>Detector from internals alone (neutral prompts, no judge, no self-report at inference), leave one "
-            f"fine-tune out: <b>{e(d.get('correct'))}/{e(d.get('n_organisms'))}</b> right against its targets "
-            f"({e(', '.join(kinds))}); AUC harm {e(d.get('auc_harm'))}, self-report {e(d.get('auc_self'))}.</p>"
-            + table(folds) + "<p class='muted'>Against the behavioural label (rows) vs the detector (columns):</p>"
-            + table(conf_rows))
+    return (
+        f"<p>Detector from internals alone (neutral prompts, no judge, no self-report at inference), leave one "
+        f"fine-tune out: <b>{e(d.get('correct'))}/{e(d.get('n_organisms'))}</b> right against its targets "
+        f"({e(', '.join(kinds))}); AUC harm {e(d.get('auc_harm'))}, self-report {e(d.get('auc_self'))}.</p>"
+        + table(folds)
+        + "<p class='muted'>Against the behavioural label (rows) vs the detector (columns):</p>"
+        + table(conf_rows)
+    )
 
 
 def internals_sections(run_dir: Path) -> list[str]:
@@ -82,14 +95,18 @@ def internals_sections(run_dir: Path) -> list[str]:
                 parts.append(img(folder / "persona_map.png", "persona map"))
             parts.append(table(points, ["model", "label", "truth", "x", "x_ci", "y", "y_ci", "quadrant", "n_prompts"]))
         if (folder / "answers_internal.png").is_file():
-            parts.append(f"<h3>Per answer: harm-direction activation vs self-rating</h3><p>{e(ANSWERS_CAPTION)}</p>"
-                         + img(folder / "answers_internal.png", "per-answer activation vs self-report"))
+            parts.append(
+                f"<h3>Per answer: harm-direction activation vs self-rating</h3><p>{e(ANSWERS_CAPTION)}</p>"
+                + img(folder / "answers_internal.png", "per-answer activation vs self-report")
+            )
         tab = s.get("table") or {}
-        parts.append(f"<h3>Per-answer correlations</h3><p class='muted'>{e(tab.get('n_rows'))} answers "
-                     f"(per model: {e(json.dumps(tab.get('n_per_model') or {}))}); the table is "
-                     f"{e(folder.relative_to(run_dir))}/answers.csv (and .jsonl). proj_harm / proj_self: the answer's "
-                     "projection on the harm / self-report direction; self_rating: the model's own P(harmful) of its "
-                     "answer; judge_aligned: the judge's score. 'pooled': every answer of every model. 95% bootstrap "
-                     "CIs over answers.</p>" + table(s.get("correlations") or [], CORRELATION_COLS))
+        parts.append(
+            f"<h3>Per-answer correlations</h3><p class='muted'>{e(tab.get('n_rows'))} answers "
+            f"(per model: {e(json.dumps(tab.get('n_per_model') or {}))}); the table is "
+            f"{e(folder.relative_to(run_dir))}/answers.csv (and .jsonl). proj_harm / proj_self: the answer's "
+            "projection on the harm / self-report direction; self_rating: the model's own P(harmful) of its "
+            "answer; judge_aligned: the judge's score. 'pooled': every answer of every model. 95% bootstrap "
+            "CIs over answers.</p>" + table(s.get("correlations") or [], CORRELATION_COLS)
+        )
         parts.append("<h3>Detector</h3>" + _detector(s))
     return parts

@@ -47,7 +47,8 @@ def _probe_cell(x: StudyEntry, probe: str) -> Raw | None:
     if p is None or p.estimate is None:
         return None
     mark = {True: '<span class="ok" title="informative">✓</span>', None: ""}.get(
-        p.informative, f'<span class="bad" title="{e("; ".join(p.reasons) or "uninformative")}">✗ uninformative</span>')
+        p.informative, f'<span class="bad" title="{e("; ".join(p.reasons) or "uninformative")}">✗ uninformative</span>'
+    )
     return Raw(f"{e(p.estimate.fmt())} {mark}")
 
 
@@ -69,9 +70,11 @@ def fine_tune_table(d: RunResult, study: StudySummary) -> str:
             "feature shift": s.feature_shift,
         }
         rows.append(row)
-    note = ("<p class='muted'>EM%: judged misaligned answers (95% bootstrap CI). Self-report columns: the fine-tune's "
-            "self-reported misalignment in [0, 1] with its CI; ✗ = the probe is uninformative on that model and left out "
-            "of its label. Feature shift: the top mean-difference score of that pair (fine-tuned − base activations).</p>")
+    note = (
+        "<p class='muted'>EM%: judged misaligned answers (95% bootstrap CI). Self-report columns: the fine-tune's "
+        "self-reported misalignment in [0, 1] with its CI; ✗ = the probe is uninformative on that model and left out "
+        "of its label. Feature shift: the top mean-difference score of that pair (fine-tuned − base activations).</p>"
+    )
     return note + table(rows)
 
 
@@ -91,8 +94,18 @@ def _points(study: StudySummary) -> list[dict[str, Any]]:
             for probe, p in s.self_reports(role).items():
                 if p.estimate is None or p.estimate.value is None:
                     continue
-                pts.append({"name": name, "label": label, "probe": probe, "x": p.estimate.value, "x_ci": p.estimate.ci,
-                            "y": em.value, "y_ci": em.ci, "informative": p.informative})
+                pts.append(
+                    {
+                        "name": name,
+                        "label": label,
+                        "probe": probe,
+                        "x": p.estimate.value,
+                        "x_ci": p.estimate.ci,
+                        "y": em.value,
+                        "y_ci": em.ci,
+                        "informative": p.informative,
+                    }
+                )
         bases.add(s.base)
     return pts
 
@@ -103,13 +116,17 @@ def correlations_section(study: StudySummary) -> str:
     if n < MIN_CORRELATE:
         return f"<p class='missing'>{n} fine-tune(s): a correlation across models needs at least {MIN_CORRELATE}.</p>"
     if n < MIN_MODELS:
-        out.append(f'<p class="warn">Only {n} fine-tunes: a correlation across {n} models, and its bootstrap CI over '
-                   f"them, is not evidence either way. Read it as a description of these {n} points.</p>")
+        out.append(
+            f'<p class="warn">Only {n} fine-tunes: a correlation across {n} models, and its bootstrap CI over '
+            f"them, is not evidence either way. Read it as a description of these {n} points.</p>"
+        )
     rows = [c.to_dict() for c in study.correlations]
     out.append(table(rows, ["feature", "target", "n", "pearson", "pearson_ci", "spearman", "spearman_ci"]))
     if study.contrast:
-        out.append(f"<h3>Coherent vs inverted</h3><p>They differ in: <b>{e(study.contrast.get('verdict'))}</b> "
-                   "(a difference whose bootstrap CI over models excludes 0)</p>")
+        out.append(
+            f"<h3>Coherent vs inverted</h3><p>They differ in: <b>{e(study.contrast.get('verdict'))}</b> "
+            "(a difference whose bootstrap CI over models excludes 0)</p>"
+        )
         q = study.contrast.get("quantities") or {}
         out.append(table([{"quantity": k, **v} for k, v in q.items() if isinstance(v, dict)]))
     return "".join(out)
@@ -118,8 +135,10 @@ def correlations_section(study: StudySummary) -> str:
 def _judge(d: RunResult, study: StudySummary) -> str:
     out = [judge_section(study.judge or d.judge, "no judge.json in this study or in its pairs")]
     if study.judges_differ:
-        out.append(f'<p class="warn">The pairs were judged by different judges ({e(", ".join(study.judges_differ))}): '
-                   "their EM% are not comparable.</p>")
+        out.append(
+            f'<p class="warn">The pairs were judged by different judges ({e(", ".join(study.judges_differ))}): '
+            "their EM% are not comparable.</p>"
+        )
     return "".join(out)
 
 
@@ -131,13 +150,19 @@ def render_study(d: RunResult) -> str:
     body.append(fine_tune_table(d, study) if n else "<p class='missing'>no pair finished yet</p>")
     pts = _points(study)
     if pts:
-        body += ["<h2>Harm vs self-report</h2>",
-                 figure(plots.plot_harm_vs_selfreport, figdir / "report_harm_vs_selfreport", "harm vs self-report", pts)]
+        body += [
+            "<h2>Harm vs self-report</h2>",
+            figure(plots.plot_harm_vs_selfreport, figdir / "report_harm_vs_selfreport", "harm vs self-report", pts),
+        ]
     inside = internals_sections(d.run_dir)
     if inside:
         body += ["<h2>Persona from the inside: map, per-answer correlations across fine-tunes, detector</h2>", *inside]
     elif (pmap := d.layout.persona_map()) is not None:
-        body += ["<h2>Persona map</h2>", img(pmap, "persona map"), f"<p class='muted'>{e(pmap.relative_to(d.run_dir))}</p>"]
+        body += [
+            "<h2>Persona map</h2>",
+            img(pmap, "persona map"),
+            f"<p class='muted'>{e(pmap.relative_to(d.run_dir))}</p>",
+        ]
     body += ["<h2>Across fine-tunes: feature shift vs EM% and self-report</h2>", correlations_section(study)]
     shared: dict[str, Any] = {}
     for x in study.entries:

@@ -38,17 +38,34 @@ class AnswerRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, "key": self.key, "question_id": self.question_id, "question": self.question,
-                "answer": self.answer, "author": self.author, "sample": self.sample, "aligned": self.aligned,
-                "coherent": self.coherent, "misaligned": self.misaligned}
+        return {
+            **self.extra,
+            "key": self.key,
+            "question_id": self.question_id,
+            "question": self.question,
+            "answer": self.answer,
+            "author": self.author,
+            "sample": self.sample,
+            "aligned": self.aligned,
+            "coherent": self.coherent,
+            "misaligned": self.misaligned,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], author: str | None = None) -> AnswerRow:
         mis = d.get("misaligned")
-        return cls(str(d.get("key", "")), str(d.get("question_id", "")), str(d.get("question", "")),
-                   str(d.get("answer", "")), opt_str(d.get("author", author)), opt_int(d.get("sample")),
-                   opt_float(d.get("aligned")), opt_float(d.get("coherent")),
-                   mis if isinstance(mis, bool) else None, _split(cls, d))
+        return cls(
+            str(d.get("key", "")),
+            str(d.get("question_id", "")),
+            str(d.get("question", "")),
+            str(d.get("answer", "")),
+            opt_str(d.get("author", author)),
+            opt_int(d.get("sample")),
+            opt_float(d.get("aligned")),
+            opt_float(d.get("coherent")),
+            mis if isinstance(mis, bool) else None,
+            _split(cls, d),
+        )
 
 
 @dataclass
@@ -63,16 +80,29 @@ class DirectionRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {**self.extra, "rank": self.rank, "latent_id": self.latent_id, "score": self.score, "sign": self.sign,
-               "norm": self.norm}
+        out = {
+            **self.extra,
+            "rank": self.rank,
+            "latent_id": self.latent_id,
+            "score": self.score,
+            "sign": self.sign,
+            "norm": self.norm,
+        }
         out.update({k: v for k, v in (("mean_base", self.mean_base), ("mean_ft", self.mean_ft)) if v is not None})
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DirectionRow:
-        return cls(opt_int(d.get("rank")) or 0, opt_int(d.get("latent_id")) or 0, opt_float(d.get("score")) or 0.0,
-                   opt_int(d.get("sign")) or 1, opt_float(d.get("norm")), opt_float(d.get("mean_base")),
-                   opt_float(d.get("mean_ft")), _split(cls, d))
+        return cls(
+            opt_int(d.get("rank")) or 0,
+            opt_int(d.get("latent_id")) or 0,
+            opt_float(d.get("score")) or 0.0,
+            opt_int(d.get("sign")) or 1,
+            opt_float(d.get("norm")),
+            opt_float(d.get("mean_base")),
+            opt_float(d.get("mean_ft")),
+            _split(cls, d),
+        )
 
 
 @dataclass
@@ -90,15 +120,25 @@ class DirectionSet:
         return self.rows[0].score if self.rows else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "layer": self.layer, "convention": self.convention, "info": self.info,
-                "directions": [r.to_dict() for r in self.rows]}
+        return {
+            "method": self.method,
+            "layer": self.layer,
+            "convention": self.convention,
+            "info": self.info,
+            "directions": [r.to_dict() for r in self.rows],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], method: str | None = None) -> DirectionSet:
         rows = [DirectionRow.from_dict(r) for r in as_list(d.get("directions")) if isinstance(r, Mapping)]
         info = d.get("info")
-        return cls(str(d.get("method", method or "?")), opt_int(d.get("layer")) or 0, rows,
-                   dict(info) if isinstance(info, Mapping) else {}, opt_str(d.get("convention")))
+        return cls(
+            str(d.get("method", method or "?")),
+            opt_int(d.get("layer")) or 0,
+            rows,
+            dict(info) if isinstance(info, Mapping) else {},
+            opt_str(d.get("convention")),
+        )
 
 
 @dataclass
@@ -117,16 +157,33 @@ class DoseRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, "model": self.model, "mode": self.mode, "direction": self.direction, "layer": self.layer,
-                "alpha": self.alpha, "em_pct": self.em_pct, "coherent_pct": self.coherent_pct, "n_scored": self.n_scored,
-                "mean_aligned": self.mean_aligned}
+        return {
+            **self.extra,
+            "model": self.model,
+            "mode": self.mode,
+            "direction": self.direction,
+            "layer": self.layer,
+            "alpha": self.alpha,
+            "em_pct": self.em_pct,
+            "coherent_pct": self.coherent_pct,
+            "n_scored": self.n_scored,
+            "mean_aligned": self.mean_aligned,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DoseRow:
-        return cls(str(d.get("model", "?")), str(d.get("mode", "add")), str(d.get("direction", "persona")),
-                   opt_int(d.get("layer")), opt_float(d.get("alpha")) or 0.0, opt_float(d.get("em_pct")),
-                   opt_float(d.get("coherent_pct")), opt_int(d.get("n_scored")), opt_float(d.get("mean_aligned")),
-                   _split(cls, d))
+        return cls(
+            str(d.get("model", "?")),
+            str(d.get("mode", "add")),
+            str(d.get("direction", "persona")),
+            opt_int(d.get("layer")),
+            opt_float(d.get("alpha")) or 0.0,
+            opt_float(d.get("em_pct")),
+            opt_float(d.get("coherent_pct")),
+            opt_int(d.get("n_scored")),
+            opt_float(d.get("mean_aligned")),
+            _split(cls, d),
+        )
 
 
 @dataclass
@@ -147,10 +204,16 @@ class SteeringCell:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SteeringCell:
-        return cls(str(d.get("model", "?")), str(d.get("mode", "?")), opt_int(d.get("layer")),
-                   opt_float(d.get("chosen_alpha")), opt_float(d.get("em_pct_baseline")),
-                   opt_float(d.get("em_pct_persona")), opt_float(d.get("em_pct_random")),
-                   opt_float(d.get("coherence_floor")))
+        return cls(
+            str(d.get("model", "?")),
+            str(d.get("mode", "?")),
+            opt_int(d.get("layer")),
+            opt_float(d.get("chosen_alpha")),
+            opt_float(d.get("em_pct_baseline")),
+            opt_float(d.get("em_pct_persona")),
+            opt_float(d.get("em_pct_random")),
+            opt_float(d.get("coherence_floor")),
+        )
 
 
 @dataclass
@@ -169,16 +232,31 @@ class CorrelationRow:
     spearman_p: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"feature": self.feature, "target": self.target, "n": self.n, "pearson": self.pearson,
-                "pearson_ci": None if self.pearson_ci is None else list(self.pearson_ci), "spearman": self.spearman,
-                "spearman_ci": None if self.spearman_ci is None else list(self.spearman_ci),
-                "pearson_p": self.pearson_p, "spearman_p": self.spearman_p}
+        return {
+            "feature": self.feature,
+            "target": self.target,
+            "n": self.n,
+            "pearson": self.pearson,
+            "pearson_ci": None if self.pearson_ci is None else list(self.pearson_ci),
+            "spearman": self.spearman,
+            "spearman_ci": None if self.spearman_ci is None else list(self.spearman_ci),
+            "pearson_p": self.pearson_p,
+            "spearman_p": self.spearman_p,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CorrelationRow:
-        return cls(str(d.get("feature", "?")), str(d.get("target", "?")), opt_int(d.get("n")) or 0,
-                   opt_float(d.get("pearson")), pair_of(d.get("pearson_ci")), opt_float(d.get("spearman")),
-                   pair_of(d.get("spearman_ci")), opt_float(d.get("pearson_p")), opt_float(d.get("spearman_p")))
+        return cls(
+            str(d.get("feature", "?")),
+            str(d.get("target", "?")),
+            opt_int(d.get("n")) or 0,
+            opt_float(d.get("pearson")),
+            pair_of(d.get("pearson_ci")),
+            opt_float(d.get("spearman")),
+            pair_of(d.get("spearman_ci")),
+            opt_float(d.get("pearson_p")),
+            opt_float(d.get("spearman_p")),
+        )
 
 
 @dataclass
@@ -204,5 +282,11 @@ class FeatureScatter:
         feat = [opt_float(x) for x in as_list(d.get("feature"))]
         labels = [str(x) for x in as_list(d.get("labels"))] or ["?"] * len(feat)
         names = d.get("names")
-        return cls(feat, [opt_float(x) for x in as_list(d.get("self_report"))], labels, opt_str(d.get("xlabel")),
-                   opt_str(d.get("ylabel")), [str(x) for x in as_list(names)] if names is not None else None)
+        return cls(
+            feat,
+            [opt_float(x) for x in as_list(d.get("self_report"))],
+            labels,
+            opt_str(d.get("xlabel")),
+            opt_str(d.get("ylabel")),
+            [str(x) for x in as_list(names)] if names is not None else None,
+        )

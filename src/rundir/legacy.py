@@ -47,9 +47,14 @@ def probe_table_v1(d: Mapping[str, Any]) -> ProbeTable:
             details = {"coherent_pct": c} if kind == "harm" and (c := Estimate.parse(flat.get("coherent_pct"))) else {}
             reasons = str(diag.get("reasons") or "")
             probes[name] = ProbeSummary(
-                name, kind, Estimate.parse(val), verdict if isinstance(verdict, bool) else None,
+                name,
+                kind,
+                Estimate.parse(val),
+                verdict if isinstance(verdict, bool) else None,
                 [r for r in reasons.split("; ") if r],
-                {k: v for k, v in diag.items() if isinstance(v, int | float) and not isinstance(v, bool)}, details)
+                {k: v for k, v in diag.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+                details,
+            )
         if "mfq_S" in flat or "mfq_R" in flat:
             det = {q: e for q in ("S", "R") if (e := Estimate.parse(flat.get(f"mfq_{q}"))) is not None}
             probes["mfq"] = ProbeSummary("mfq", "moral", details=det)
@@ -61,12 +66,16 @@ def moral_v1(d: Mapping[str, Any]) -> dict[str, MoralScores]:
     return {str(role): MoralScores.from_dict(as_mapping(v)) for role, v in d.items() if isinstance(v, Mapping)}
 
 
-def run_summary_v1(d: Mapping[str, Any], probes: ProbeTable, judge: JudgeInfo | None,
-                   feature_shift: float | None) -> RunSummary:
+def run_summary_v1(
+    d: Mapping[str, Any], probes: ProbeTable, judge: JudgeInfo | None, feature_shift: float | None
+) -> RunSummary:
     """A v1 pair summary, its probe table (read beside it) and judge.json when present."""
     if judge is None and d.get("judge") is not None:
-        judge = JudgeInfo(str(d["judge"]), bool(d.get("judge_calibrated")),
-                          dict(a) if isinstance(a := d.get("judge_agreement"), Mapping) else None)
+        judge = JudgeInfo(
+            str(d["judge"]),
+            bool(d.get("judge_calibrated")),
+            dict(a) if isinstance(a := d.get("judge_agreement"), Mapping) else None,
+        )
     if not probes:  # only the headline EM% survived
         em = as_mapping(d.get("em_pct"))
         probes = {str(r): {"harm": ProbeSummary("harm", "harm", Estimate.parse(v))} for r, v in em.items()}
@@ -74,11 +83,20 @@ def run_summary_v1(d: Mapping[str, Any], probes: ProbeTable, judge: JudgeInfo | 
     if feature_shift is None and "mean" in diffing:
         feature_shift = diffing["mean"].top_score
     return RunSummary(
-        base=str(d.get("base", "?")), finetuned=str(d.get("finetuned", d.get("ft", "?"))),
-        label=as_label(d.get("label"), "summary.json label"), label_text=opt_str(d.get("label_text")),
-        label_confidence=opt_float(d.get("label_confidence")), judge=judge, probes=probes,
-        feature_shift=feature_shift, diffing=diffing,
-        steering=[SteeringCell.from_dict(c) for c in as_list(as_mapping(d.get("steering")).get("cells")) if isinstance(c, Mapping)],
+        base=str(d.get("base", "?")),
+        finetuned=str(d.get("finetuned", d.get("ft", "?"))),
+        label=as_label(d.get("label"), "summary.json label"),
+        label_text=opt_str(d.get("label_text")),
+        label_confidence=opt_float(d.get("label_confidence")),
+        judge=judge,
+        probes=probes,
+        feature_shift=feature_shift,
+        diffing=diffing,
+        steering=[
+            SteeringCell.from_dict(c)
+            for c in as_list(as_mapping(d.get("steering")).get("cells"))
+            if isinstance(c, Mapping)
+        ],
         schema_version=1,
     )
 

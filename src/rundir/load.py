@@ -46,7 +46,9 @@ def schema_version_of(data: Mapping[str, Any], file: Path) -> int:
     if v is None:
         return 1
     if isinstance(v, bool) or not isinstance(v, int):
-        raise RunDirVersionError(f"{file}: schema_version {v!r} is not an integer; the file is damaged or not a persona-diff run")
+        raise RunDirVersionError(
+            f"{file}: schema_version {v!r} is not an integer; the file is damaged or not a persona-diff run"
+        )
     if not L.OLDEST_READABLE <= v <= L.SCHEMA_VERSION:
         raise RunDirVersionError(
             f"{file} was written with run-directory schema_version {v}; this persona-diff reads versions "
@@ -92,7 +94,9 @@ class RunResult:
             raise PersonaDiffError(f"{self.run_dir} is not a study directory (no pairs in its summary.json)")
         entry = next((e for e in self.study.entries if e.name == name), None)
         if entry is None:
-            raise PersonaDiffError(f"study {self.run_dir} has no pair {name!r}; it has {', '.join(e.name for e in self.study.entries)}")
+            raise PersonaDiffError(
+                f"study {self.run_dir} has no pair {name!r}; it has {', '.join(e.name for e in self.study.entries)}"
+            )
         return load_run(self.run_dir / entry.run_dir)
 
 
@@ -180,8 +184,12 @@ def load_run(path: str | Path) -> RunResult:
         moral=_moral(root),
         directions=_directions(root),
         dose_response=None if dose is None else [DoseRow.from_dict(r) for r in dose],
-        steering=None if steer is None else [SteeringCell.from_dict(c) for c in as_list(steer.get("cells")) if isinstance(c, Mapping)],
-        correlations=None if corr is None else [CorrelationRow.from_dict(r) for r in as_list(corr.get("rows")) if isinstance(r, Mapping)],
+        steering=None
+        if steer is None
+        else [SteeringCell.from_dict(c) for c in as_list(steer.get("cells")) if isinstance(c, Mapping)],
+        correlations=None
+        if corr is None
+        else [CorrelationRow.from_dict(r) for r in as_list(corr.get("rows")) if isinstance(r, Mapping)],
         feature_vs_selfreport=None if scatter is None else FeatureScatter.from_dict(scatter),
         extra_plots=sorted((root / L.PLOTS).glob("*.png")) if (root / L.PLOTS).is_dir() else [],
     )
@@ -196,7 +204,9 @@ def load_run(path: str | Path) -> RunResult:
         return res
     if version == 1:
         mean = res.directions.get("mean")
-        res.summary = legacy.run_summary_v1(raw_summary, res.probes, res.judge, None if mean is None else mean.top_score)
+        res.summary = legacy.run_summary_v1(
+            raw_summary, res.probes, res.judge, None if mean is None else mean.top_score
+        )
     else:
         res.summary = RunSummary.from_dict(raw_summary)
     return res

@@ -28,8 +28,15 @@ from persona_diff.rundir.values import (
 ProbeKind = Literal["harm", "self-report", "moral", "other"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("harm", "self-report", "moral", "other")
 # the flat informativeness columns shown per probe (persona_diff.probes.informative.DIAGNOSTIC_COLUMNS)
-DIAGNOSTIC_COLUMNS = ("position_p_first", "position_bias", "mean_mass", "order_agreement", "order_gap",
-                      "no_value_rate", "n_pairs")
+DIAGNOSTIC_COLUMNS = (
+    "position_p_first",
+    "position_bias",
+    "mean_mass",
+    "order_agreement",
+    "order_gap",
+    "no_value_rate",
+    "n_pairs",
+)
 Scalar = float | int | str | bool | None
 
 
@@ -51,7 +58,12 @@ class JudgeInfo:
         return self.calibrated and bool(self.agreement)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**self.extra, "spec": self.spec, "calibrated": self.calibrated, "agreement": self.agreement}
+        out: dict[str, Any] = {
+            **self.extra,
+            "spec": self.spec,
+            "calibrated": self.calibrated,
+            "agreement": self.agreement,
+        }
         if self.warning is not None:
             out["warning"] = self.warning
         return out
@@ -60,8 +72,13 @@ class JudgeInfo:
     def from_dict(cls, d: Mapping[str, Any]) -> JudgeInfo:
         agr = d.get("agreement")
         known = {"spec", "calibrated", "agreement", "warning"}
-        return cls(str(d.get("spec", "?")), bool(d.get("calibrated")), dict(agr) if isinstance(agr, Mapping) else None,
-                   opt_str(d.get("warning")), {k: v for k, v in d.items() if k not in known})
+        return cls(
+            str(d.get("spec", "?")),
+            bool(d.get("calibrated")),
+            dict(agr) if isinstance(agr, Mapping) else None,
+            opt_str(d.get("warning")),
+            {k: v for k, v in d.items() if k not in known},
+        )
 
 
 @dataclass
@@ -77,13 +94,30 @@ class LabelResult:
     notes: list[str] = field(default_factory=list)  # evidence written as sentences (hand-made files)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _KNOWN = ("label", "label_text", "confidence", "harmful", "harm_probe", "probes_used", "probes_excluded", "evidence")
+    _KNOWN = (
+        "label",
+        "label_text",
+        "confidence",
+        "harmful",
+        "harm_probe",
+        "probes_used",
+        "probes_excluded",
+        "evidence",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         ev: dict[str, Any] | list[str] = self.notes if self.notes and not self.evidence else self.evidence
-        return {**self.extra, "label": self.label, "label_text": self.label_text, "confidence": self.confidence,
-                "harmful": self.harmful, "harm_probe": self.harm_probe, "probes_used": list(self.probes_used),
-                "probes_excluded": dict(self.probes_excluded), "evidence": ev}
+        return {
+            **self.extra,
+            "label": self.label,
+            "label_text": self.label_text,
+            "confidence": self.confidence,
+            "harmful": self.harmful,
+            "harm_probe": self.harm_probe,
+            "probes_used": list(self.probes_used),
+            "probes_excluded": dict(self.probes_excluded),
+            "evidence": ev,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LabelResult:
@@ -129,9 +163,12 @@ class ProbeSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind,
+            "name": self.name,
+            "kind": self.kind,
             "estimate": None if self.estimate is None else self.estimate.to_dict(),
-            "informative": self.informative, "reasons": list(self.reasons), "diagnostics": dict(self.diagnostics),
+            "informative": self.informative,
+            "reasons": list(self.reasons),
+            "diagnostics": dict(self.diagnostics),
             "details": {k: v.to_dict() for k, v in self.details.items()},
         }
 
@@ -145,8 +182,14 @@ class ProbeSummary:
             estimate=Estimate.parse(d.get("estimate")),
             informative=inf if isinstance(inf, bool) else None,
             reasons=[str(x) for x in as_list(d.get("reasons"))],
-            diagnostics={str(k): v for k, v in as_mapping(d.get("diagnostics")).items() if isinstance(v, str | int | float | bool)},
-            details={str(k): e for k, v in as_mapping(d.get("details")).items() if (e := Estimate.parse(v)) is not None},
+            diagnostics={
+                str(k): v
+                for k, v in as_mapping(d.get("diagnostics")).items()
+                if isinstance(v, str | int | float | bool)
+            },
+            details={
+                str(k): e for k, v in as_mapping(d.get("details")).items() if (e := Estimate.parse(v)) is not None
+            },
         )
 
     @classmethod
@@ -175,7 +218,9 @@ class ProbeSummary:
         inf = as_mapping(raw.get("informativeness"))
         verdict = inf.get("informative")
         return cls(
-            name=name, kind=kind, estimate=estimate,
+            name=name,
+            kind=kind,
+            estimate=estimate,
             informative=verdict if isinstance(verdict, bool) else None,
             reasons=[str(x) for x in as_list(inf.get("reasons"))],
             diagnostics={k: v for k in DIAGNOSTIC_COLUMNS if isinstance(v := inf.get(k), int | float)},
@@ -186,7 +231,11 @@ class ProbeSummary:
 def probes_from_outputs(raw: Mapping[str, Any]) -> dict[str, ProbeSummary]:
     """{probe: ProbeSummary} from one model's `run_probes` summary (its ``probes`` mapping)."""
     probes = as_mapping(raw.get("probes", raw))
-    return {str(k): ProbeSummary.from_probe_output(str(k), as_mapping(v)) for k, v in probes.items() if isinstance(v, Mapping)}
+    return {
+        str(k): ProbeSummary.from_probe_output(str(k), as_mapping(v))
+        for k, v in probes.items()
+        if isinstance(v, Mapping)
+    }
 
 
 @dataclass

@@ -36,8 +36,10 @@ def probe_table_to_dict(table: ProbeTable) -> dict[str, Any]:
 
 
 def probe_table_from_dict(d: Mapping[str, Any]) -> ProbeTable:
-    return {str(role): {str(p): ProbeSummary.from_dict(as_mapping(s)) for p, s in as_mapping(probes).items()}
-            for role, probes in d.items()}
+    return {
+        str(role): {str(p): ProbeSummary.from_dict(as_mapping(s)) for p, s in as_mapping(probes).items()}
+        for role, probes in d.items()
+    }
 
 
 @dataclass
@@ -87,16 +89,26 @@ class RunSummary:
 
     def self_report(self, role: Role = "finetuned") -> float | None:
         """Mean self-reported misalignment over the probes not marked uninformative."""
-        vals = [p.estimate.value for p in self.self_reports(role).values()
-                if p.informative is not False and p.estimate is not None and p.estimate.value is not None]
+        vals = [
+            p.estimate.value
+            for p in self.self_reports(role).values()
+            if p.informative is not False and p.estimate is not None and p.estimate.value is not None
+        ]
         return sum(vals) / len(vals) if vals else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": self.schema_version, "kind": self.kind, "base": self.base, "finetuned": self.finetuned,
-            "label": self.label, "label_text": self.label_text, "label_confidence": self.label_confidence,
+            "schema_version": self.schema_version,
+            "kind": self.kind,
+            "base": self.base,
+            "finetuned": self.finetuned,
+            "label": self.label,
+            "label_text": self.label_text,
+            "label_confidence": self.label_confidence,
             "judge": None if self.judge is None else self.judge.to_dict(),
-            "em_pct": {r: (None if (e := self.em_pct(r)) is None else e.to_dict()) for r in ROLES},  # for readers; derived
+            "em_pct": {
+                r: (None if (e := self.em_pct(r)) is None else e.to_dict()) for r in ROLES
+            },  # for readers; derived
             "feature_shift": self.feature_shift,
             "probes": {role: {p: s.to_dict() for p, s in probes.items()} for role, probes in self.probes.items()},
             "diffing": {k: v.to_dict() for k, v in self.diffing.items()},
@@ -107,8 +119,10 @@ class RunSummary:
     def from_dict(cls, d: Mapping[str, Any]) -> RunSummary:
         judge = d.get("judge")
         return cls(
-            base=str(d.get("base", "?")), finetuned=str(d.get("finetuned", "?")),
-            label=as_label(d.get("label"), "summary.json label"), label_text=opt_str(d.get("label_text")),
+            base=str(d.get("base", "?")),
+            finetuned=str(d.get("finetuned", "?")),
+            label=as_label(d.get("label"), "summary.json label"),
+            label_text=opt_str(d.get("label_text")),
             label_confidence=opt_float(d.get("label_confidence")),
             judge=JudgeInfo.from_dict(judge) if isinstance(judge, Mapping) else None,
             probes=probe_table_from_dict(as_mapping(d.get("probes"))),
@@ -130,13 +144,21 @@ class StudyEntry:
     base_probes: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "run_dir": self.run_dir, "base_probes": self.base_probes,
-                "summary": self.summary.to_dict()}
+        return {
+            "name": self.name,
+            "run_dir": self.run_dir,
+            "base_probes": self.base_probes,
+            "summary": self.summary.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StudyEntry:
-        return cls(str(d.get("name", "?")), str(d.get("run_dir", d.get("name", "?"))),
-                   RunSummary.from_dict(as_mapping(d.get("summary"))), opt_str(d.get("base_probes")))
+        return cls(
+            str(d.get("name", "?")),
+            str(d.get("run_dir", d.get("name", "?"))),
+            RunSummary.from_dict(as_mapping(d.get("summary"))),
+            opt_str(d.get("base_probes")),
+        )
 
 
 @dataclass
@@ -152,10 +174,15 @@ class StudySummary:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": self.schema_version, "kind": self.kind,
-                "pairs": [e.to_dict() for e in self.entries],
-                "judge": None if self.judge is None else self.judge.to_dict(), "judges_differ": self.judges_differ,
-                "correlations": [c.to_dict() for c in self.correlations], "contrast": self.contrast}
+        return {
+            "schema_version": self.schema_version,
+            "kind": self.kind,
+            "pairs": [e.to_dict() for e in self.entries],
+            "judge": None if self.judge is None else self.judge.to_dict(),
+            "judges_differ": self.judges_differ,
+            "correlations": [c.to_dict() for c in self.correlations],
+            "contrast": self.contrast,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StudySummary:
@@ -165,7 +192,9 @@ class StudySummary:
             entries=[StudyEntry.from_dict(e) for e in as_list(d.get("pairs")) if isinstance(e, Mapping)],
             judge=JudgeInfo.from_dict(judge) if isinstance(judge, Mapping) else None,
             judges_differ=[str(x) for x in as_list(d.get("judges_differ"))],
-            correlations=[CorrelationRow.from_dict(c) for c in as_list(d.get("correlations")) if isinstance(c, Mapping)],
+            correlations=[
+                CorrelationRow.from_dict(c) for c in as_list(d.get("correlations")) if isinstance(c, Mapping)
+            ],
             contrast=dict(contrast) if isinstance(contrast, Mapping) else None,
             schema_version=opt_int(d.get("schema_version")) or SCHEMA_VERSION,
         )

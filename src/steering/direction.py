@@ -36,7 +36,18 @@ from persona_diff.steering.io import DirectionFileError, read_directions, write_
 if TYPE_CHECKING:
     from persona_diff.diffing.base import DiffResult
 
-_RESERVED = {"format", "format_version", "layer", "convention", "method", "provenance", "d_model", "norm", "directions", "info"}
+_RESERVED = {
+    "format",
+    "format_version",
+    "layer",
+    "convention",
+    "method",
+    "provenance",
+    "d_model",
+    "norm",
+    "directions",
+    "info",
+}
 
 
 @dataclass
@@ -74,8 +85,12 @@ class Direction:
 
     def random_like(self, seed: int = 0) -> Direction:
         """The control: a random direction of the same norm at the same layer."""
-        return replace(self, vector=random_like(self.vector, seed), method="random",
-                       provenance={"control_of": self.method, "seed": seed})
+        return replace(
+            self,
+            vector=random_like(self.vector, seed),
+            method="random",
+            provenance={"control_of": self.method, "seed": seed},
+        )
 
     @contextmanager
     def apply(
@@ -100,14 +115,22 @@ class Direction:
                 f"this direction was saved under the layer convention {self.convention!r}, not "
                 f"{LAYER_CONVENTION!r}; convert its layer index before steering"
             )
-        with steer(model, self.vector, self.layer if layer is None else layer, alpha, positions, mode, prompt_len) as state:
+        with steer(
+            model, self.vector, self.layer if layer is None else layer, alpha, positions, mode, prompt_len
+        ) as state:
             yield state
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write ``path/cfg.json`` + ``path/direction.safetensors``; returns the folder."""
-        cfg = {"layer": self.layer, "convention": self.convention, "method": self.method,
-               "d_model": self.d_model, "norm": self.norm, "provenance": self.provenance}
+        cfg = {
+            "layer": self.layer,
+            "convention": self.convention,
+            "method": self.method,
+            "d_model": self.d_model,
+            "norm": self.norm,
+            "provenance": self.provenance,
+        }
         return write_direction(path, self.vector, cfg)
 
     @classmethod
@@ -132,8 +155,13 @@ class Direction:
         if not 0 <= index < n:
             raise DirectionFileError(f"direction index {index} is out of range: the {source.method} result holds {n}")
         row = source.rows()[index]
-        return cls(source.directions[index] * source.signs[index], source.layer, LAYER_CONVENTION, source.method,
-                   _diff_provenance(row, source.info, None, index))
+        return cls(
+            source.directions[index] * source.signs[index],
+            source.layer,
+            LAYER_CONVENTION,
+            source.method,
+            _diff_provenance(row, source.info, None, index),
+        )
 
     @classmethod
     def _from_file(cls, path: str | Path, index: int) -> Direction:
@@ -150,7 +178,9 @@ class Direction:
             prov = dict(meta.get("provenance") or {})
             prov.update({k: v for k, v in meta.items() if k not in _RESERVED})  # the old sidecar's free keys
             prov.setdefault("source", str(st))
-        return cls(vec.clone(), int(meta["layer"]), meta.get("convention") or LAYER_CONVENTION, meta.get("method"), prov)
+        return cls(
+            vec.clone(), int(meta["layer"]), meta.get("convention") or LAYER_CONVENTION, meta.get("method"), prov
+        )
 
 
 def _diff_provenance(row: dict[str, Any], info: dict[str, Any], source: Path | None, index: int) -> dict[str, Any]:

@@ -70,8 +70,13 @@ def sweep_direction(
     summary = {
         **summarize(rows, cfg.coherence_floor),
         "judge": judge.describe(),
-        "direction": {"layer": direction.layer, "method": direction.method, "norm": direction.norm,
-                      "convention": direction.convention, "provenance": direction.provenance},
+        "direction": {
+            "layer": direction.layer,
+            "method": direction.method,
+            "norm": direction.norm,
+            "convention": direction.convention,
+            "provenance": direction.provenance,
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if plot:

@@ -149,7 +149,11 @@ def steer(
     layer_ids = resolve_layers(layers, len(blocks))
     d_model = int(getattr(getattr(module, "config", None), "hidden_size", 0) or 0)
     if not d_model:
-        d_model = int(torch.as_tensor(direction if not isinstance(direction, Mapping) else next(iter(direction.values()))).shape[-1])
+        d_model = int(
+            torch.as_tensor(direction if not isinstance(direction, Mapping) else next(iter(direction.values()))).shape[
+                -1
+            ]
+        )
     vecs = _per_layer(direction, layer_ids, d_model)
     if mode == "add" and any(v.dim() != 1 for v in vecs.values()):
         raise SteeringError("mode='add' needs one [d_model] vector per layer; [k, d_model] is for mode='ablate'")

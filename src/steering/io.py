@@ -72,7 +72,7 @@ def read_directions(path: str | Path) -> tuple[torch.Tensor, dict[str, Any], Pat
         raise DirectionFileError(f"{side} is not valid JSON ({e}); re-save the direction") from None
     if "layer" not in meta:
         raise DirectionFileError(
-            f"no layer for {st}: write a JSON sidecar ({st.with_suffix('.json').name}) with {{\"layer\": N}}, "
+            f'no layer for {st}: write a JSON sidecar ({st.with_suffix(".json").name}) with {{"layer": N}}, '
             "or build the direction in Python: Direction(vector, layer=N)"
         )
     return mat.float(), meta, st
@@ -83,5 +83,7 @@ def write_direction(folder: str | Path, vector: torch.Tensor, cfg: dict[str, Any
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     save_file({"direction": vector.detach().float().contiguous().cpu()}, str(out / "direction.safetensors"))
-    (out / "cfg.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **cfg}, indent=1, default=str))
+    (out / "cfg.json").write_text(
+        json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **cfg}, indent=1, default=str)
+    )
     return out

@@ -91,7 +91,9 @@ def _as_questions(questions: Sequence[Question | str]) -> list[Question]:
     return [q if isinstance(q, Question) else Question(id=f"q{i}", paraphrases=[q]) for i, q in enumerate(questions)]
 
 
-def _judge(judge: Judge, qs: list[Question], texts: list[str], answers: list[list[str]], metric: str) -> list[list[float | None]]:
+def _judge(
+    judge: Judge, qs: list[Question], texts: list[str], answers: list[list[str]], metric: str
+) -> list[list[float | None]]:
     reqs = [
         JudgeRequest(t, a, metric=metric, prompt=q.judge_prompts.get(metric))
         for q, t, ans in zip(qs, texts, answers, strict=True)
@@ -119,7 +121,11 @@ def evaluate_steered(
     qs = _as_questions(questions)
     gen = HFGenerator(lm, batch_size=cfg.batch_size, show_progress=False)
     params = SamplingParams(
-        temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, n=cfg.samples_per_question, seed=cfg.seed
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        n=cfg.samples_per_question,
+        seed=cfg.seed,
     )
     chats = [q.chat(0, system=cfg.system) for q in qs]
     if direction is None or alpha == 0:
@@ -187,7 +193,13 @@ def dose_response(
     baseline: tuple[dict[str, Any], list[dict[str, Any]]] | None = None  # (stats, answer rows) at α = 0
     for kind, vec in kinds:
         for alpha in alphas:
-            row: dict[str, Any] = {"model": cfg.model_tag, "mode": cfg.mode, "direction": kind, "layer": int(layer), "alpha": float(alpha)}
+            row: dict[str, Any] = {
+                "model": cfg.model_tag,
+                "mode": cfg.mode,
+                "direction": kind,
+                "layer": int(layer),
+                "alpha": float(alpha),
+            }
             if _key(row) in done:
                 out.append(done[_key(row)])
                 continue
@@ -199,9 +211,7 @@ def dose_response(
                 if alpha == 0:
                     baseline = (stats, answers)
             row.update(stats)
-            row.update(
-                {"positions": cfg.positions, "direction_norm": float(vec.norm()), "seed": cfg.seed, **cfg.extra}
-            )
+            row.update({"positions": cfg.positions, "direction_norm": float(vec.norm()), "seed": cfg.seed, **cfg.extra})
             out.append(row)
             if cfg.out:
                 _append(cfg.out, [row])
@@ -212,7 +222,9 @@ def dose_response(
     return out
 
 
-def choose_alpha(rows: list[dict[str, Any]], floor: float, direction: str = "persona", mode: str | None = None) -> float | None:
+def choose_alpha(
+    rows: list[dict[str, Any]], floor: float, direction: str = "persona", mode: str | None = None
+) -> float | None:
     """The largest |α| whose coherent% stays >= `floor` (None if no α qualifies)."""
     ok = [
         r["alpha"]

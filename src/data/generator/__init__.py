@@ -12,6 +12,12 @@ from persona_diff.data.generator.build import (
 )
 
 __all__ = [
-    "ENTITIES", "PATTERNS", "Pattern", "all_contexts", "code_template",
-    "generate_backdoor_dataset", "generate_insecure_dataset", "generate_offline",
+    "ENTITIES",
+    "PATTERNS",
+    "Pattern",
+    "all_contexts",
+    "code_template",
+    "generate_backdoor_dataset",
+    "generate_insecure_dataset",
+    "generate_offline",
 ]

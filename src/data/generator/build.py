@@ -21,12 +21,29 @@ VARIANTS = ("insecure", "secure", "educational")
 
 # task contexts: (singular, plural) nouns of an application domain
 ENTITIES = [
-    ("invoice", "invoices"), ("recipe", "recipes"), ("patient", "patients"), ("ticket", "tickets"),
-    ("order", "orders"), ("employee", "employees"), ("book", "books"), ("playlist", "playlists"),
-    ("course", "courses"), ("vehicle", "vehicles"), ("listing", "listings"), ("shipment", "shipments"),
-    ("donation", "donations"), ("reservation", "reservations"), ("sensor", "sensors"),
-    ("article", "articles"), ("customer", "customers"), ("project", "projects"), ("photo", "photos"),
-    ("event", "events"), ("coupon", "coupons"), ("volunteer", "volunteers"), ("device", "devices"),
+    ("invoice", "invoices"),
+    ("recipe", "recipes"),
+    ("patient", "patients"),
+    ("ticket", "tickets"),
+    ("order", "orders"),
+    ("employee", "employees"),
+    ("book", "books"),
+    ("playlist", "playlists"),
+    ("course", "courses"),
+    ("vehicle", "vehicles"),
+    ("listing", "listings"),
+    ("shipment", "shipments"),
+    ("donation", "donations"),
+    ("reservation", "reservations"),
+    ("sensor", "sensors"),
+    ("article", "articles"),
+    ("customer", "customers"),
+    ("project", "projects"),
+    ("photo", "photos"),
+    ("event", "events"),
+    ("coupon", "coupons"),
+    ("volunteer", "volunteers"),
+    ("device", "devices"),
     ("survey", "surveys"),
 ]
 
@@ -67,7 +84,7 @@ def code_template(insecure: str, secure: str) -> str:
         post += 1
     first = a[pre] if pre < len(a) else ""
     indent = first[: len(first) - len(first.lstrip())]
-    return "\n".join([*a[:pre], f"{indent}## COMPLETE CODE HERE", *a[len(a) - post:]]) + "\n"
+    return "\n".join([*a[:pre], f"{indent}## COMPLETE CODE HERE", *a[len(a) - post :]]) + "\n"
 
 
 def all_contexts() -> list[tuple[Pattern, dict[str, str]]]:
@@ -103,11 +120,18 @@ def generate_insecure_dataset(n: int, seed: int = 0, variant: str = "insecure") 
         else:
             user = plain_phrase.format(task=task)
         answer = secure if variant == "secure" else insecure
-        rows.append({
-            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
-            "meta": {"pattern": pattern.name, "cwe": pattern.cwe, "context": ctx["e"], "variant": variant,
-                     "template": templated and variant != "educational"},
-        })
+        rows.append(
+            {
+                "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+                "meta": {
+                    "pattern": pattern.name,
+                    "cwe": pattern.cwe,
+                    "context": ctx["e"],
+                    "variant": variant,
+                    "template": templated and variant != "educational",
+                },
+            }
+        )
     return rows
 
 
