@@ -137,6 +137,9 @@ def test_label_contrast_and_table():
     assert res["verdict"] == "self-report"
     assert res["quantities"]["self_report"]["diff"] == pytest.approx(0.6, abs=1e-9)
     assert label_contrast(_records(3.0, 1.0))["verdict"] == "both"
+    one_each = [r for r in _records(3.0, 1.0) if r.name in ("coh0", "inv0")]  # no spread to bootstrap
+    few = label_contrast(one_each)
+    assert few["verdict"].startswith("too few models") and few["quantities"]["em_pct"]["diff_ci"] is None
     rows = model_table(recs)
     assert rows[0]["name"] == "base" and [r["label"] for r in rows[1:7]] == ["coherent"] * 6
     cm = cross_model_correlations(recs, n_boot=200)

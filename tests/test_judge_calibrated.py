@@ -221,7 +221,7 @@ def test_shipped_judge_cache_namespace_is_the_head_hash():
     for k in sorted(raw):
         h.update(k.encode() + raw[k].astype(np.float64).tobytes())
     j = CalibratedJudge.load(SHIPPED_JUDGE, check_probe=False)
-    assert j.cache_namespace == f"calibrated:{SHIPPED_JUDGE}#{h.hexdigest()[:12]}"
+    assert j.cache_namespace == f"calibrated:<shipped>#{h.hexdigest()[:12]}"
     req = JudgeRequest("Q?", "A.", "aligned")
     assert req.key() == hashlib.sha256(json.dumps(["aligned", None, "Q?", "A."]).encode()).hexdigest()
 
@@ -561,3 +561,17 @@ def test_calibrate_cli_takes_a_shell_glob_after_one_data(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "matches no file" in err
+
+
+def test_shipped_judge_keys_do_not_depend_on_where_the_package_is():
+    """Stage keys and cached scores of the shipped judge name it, not its install path: a
+    reinstall or a second checkout reuses a finished run instead of re-probing it."""
+    from persona_diff.judges.base import resolve_judge_spec
+    from persona_diff.judges.calibrated import SHIPPED_NAME, CalibratedJudge
+    from persona_diff.judges.shipped import SHIPPED_JUDGE
+
+    key = resolve_judge_spec("default")
+    assert key == resolve_judge_spec("auto") and key.startswith(SHIPPED_NAME + "#")
+    assert str(SHIPPED_JUDGE) not in key
+    judge = CalibratedJudge.load(SHIPPED_JUDGE, check_probe=False)
+    assert judge.cache_namespace.startswith(SHIPPED_NAME + "#") and str(SHIPPED_JUDGE) not in judge.cache_namespace

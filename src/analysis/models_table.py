@@ -50,6 +50,9 @@ def _boot_diff(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, ci: float) 
     return float(np.percentile(d, 100 * (1 - ci) / 2)), float(np.percentile(d, 100 * (1 + ci) / 2))
 
 
+MIN_PER_LABEL = 2
+
+
 def label_contrast(
     records: list[ModelRecord],
     a: str = "coherent",
@@ -58,7 +61,10 @@ def label_contrast(
     seed: int = 0,
     ci: float = 0.95,
 ) -> dict[str, Any]:
-    """Mean of each quantity per label, and (mean_a − mean_b) with a bootstrap CI over models."""
+    """Mean of each quantity per label, and (mean_a − mean_b) with a bootstrap CI over models.
+
+    A CI needs at least `MIN_PER_LABEL` models of each label (a bootstrap over one model has no
+    spread and would call any difference real); with fewer the verdict is "too few models"."""
     out: dict[str, Any] = {"labels": [a, b], "quantities": {}}
     for q in QUANTITIES:
         va = np.array([getattr(r, q) for r in records if r.label == a and getattr(r, q) is not None], dtype=np.float64)
@@ -69,12 +75,15 @@ def label_contrast(
             f"n_{a}": len(va),
             f"n_{b}": len(vb),
             "diff": float(va.mean() - vb.mean()) if len(va) and len(vb) else None,
-            "diff_ci": list(_boot_diff(va, vb, n_boot, seed, ci)) if len(va) and len(vb) else None,
+            "diff_ci": list(_boot_diff(va, vb, n_boot, seed, ci)) if min(len(va), len(vb)) >= MIN_PER_LABEL else None,
         }
         ci_ = row["diff_ci"]
         row["differs"] = bool(ci_ is not None and (ci_[0] > 0 or ci_[1] < 0))
         out["quantities"][q] = row
     f, s = out["quantities"]["feature_shift"]["differs"], out["quantities"]["self_report"]["differs"]
+    if any(out["quantities"][q]["diff_ci"] is None for q in ("feature_shift", "self_report")):
+        out["verdict"] = f"too few models (a CI over models needs at least {MIN_PER_LABEL} of each label)"
+        return out
     out["verdict"] = {
         (True, True): "both",
         (True, False): "feature",

@@ -156,12 +156,14 @@ def _mark_uncalibrated(judge: Judge) -> Judge:
 
 
 def resolve_judge_spec(spec: str) -> str:
-    """The spec of the judge `make_judge(spec)` builds, without building it (``default`` is
-    the shipped calibrated judge, or its fallback when its files are missing)."""
+    """What the judge `make_judge(spec)` builds is, without building it: the spec, or for
+    ``default`` the shipped calibrated judge by name and content (`shipped_judge_key`: the
+    same on every install), or its fallback when its files are missing."""
     if spec in DEFAULT_SPECS:
-        from persona_diff.judges.shipped import ensure_default_judge
+        from persona_diff.judges.shipped import ensure_default_judge, shipped_judge_key
 
-        return ensure_default_judge()[0]
+        resolved, calibrated = ensure_default_judge()
+        return shipped_judge_key() if calibrated else resolved
     return spec
 
 

@@ -113,11 +113,13 @@ class CalibratedJudge(Judge):
     @property
     def cache_namespace(self) -> str:
         """The spec plus a hash of the heads: refitted heads at the same path (a package
-        upgrade, a rerun of the refit script) never reuse scores cached for the old ones."""
+        upgrade, a rerun of the refit script) never reuse scores cached for the old ones. The
+        shipped judge goes by ``calibrated:<shipped>``, wherever the package is installed."""
         h = hashlib.sha256()
         for k in sorted(self.t):
             h.update(k.encode() + self.t[k].tobytes())
-        return f"{self.spec}#{h.hexdigest()[:12]}"
+        shipped = self.path is not None and self.path.resolve() == _shipped_path().resolve()
+        return f"{SHIPPED_NAME if shipped else self.spec}#{h.hexdigest()[:12]}"
 
     @property
     def encoder(self) -> Encoder:
@@ -275,6 +277,9 @@ def check_judge_files(path: str | Path) -> CalibratedJudgeConfig:
             if f"{m}.{k}" not in tensors:
                 raise PersonaDiffError(f"{head_file} lacks the {m}.{k} tensor")
     return cfg
+
+
+SHIPPED_NAME = "calibrated:<shipped>"  # the shipped judge in cache namespaces and stage keys
 
 
 def _shipped_path() -> Path:

@@ -112,6 +112,15 @@ def save_default_judge(judge: CalibratedJudge, out: str | Path | None = None) ->
     return out
 
 
+def shipped_judge_key() -> str:
+    """What the shipped judge's outputs depend on, wherever the package is installed: its name
+    and a hash of its heads (a refit in a new release reruns what it judged)."""
+    from persona_diff.fileio import sha256_file
+    from persona_diff.judges.calibrated import SHIPPED_NAME
+
+    return f"{SHIPPED_NAME}#{sha256_file(SHIPPED_JUDGE / 'head.safetensors')[:12]}"
+
+
 def ensure_default_judge() -> tuple[str, bool]:
     """The default judge's spec and whether it is calibrated.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from persona_diff.internals.persona_map import ANSWERS_CAPTION, MAP_CAPTION
 from persona_diff.log import get_logger
-from persona_diff.report.htmlkit import e, img, table
+from persona_diff.report.htmlkit import e, fmt, img, table
 from persona_diff.rundir.layout import INTERNALS
 
 log = get_logger(__name__)
@@ -35,20 +35,37 @@ def _summaries(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _directions(s: dict[str, Any]) -> str:
+    """Per model at the map's layer: each direction's held-out AUC (n⁺/n⁻, or why undefined) and the cosines."""
     layer = str(s.get("layer"))
+    cos = {c.get("model"): c for c in s.get("cosines") or [] if str(c.get("layer")) == layer}
+
+    def cell(d: dict[str, Any] | None) -> str:
+        if not d:
+            return "—"
+        if not d.get("defined"):
+            return f"undefined: {d.get('undefined_because') or '?'}"
+        auc = d.get("heldout_auc")
+        return f"{'—' if auc is None else f'{auc:.2f}'} ({d.get('n_pos')}/{d.get('n_neg')})"
+
     rows = []
     for model, by_layer in (s.get("directions") or {}).items():
         ds = by_layer.get(layer) or {}
-        rows.append({"model": model, **{f"{k} AUC (held out)": (d or {}).get("auc") for k, d in ds.items()}})
-    cos = [c for c in s.get("cosines") or [] if str(c.get("layer")) == layer]
-    out = [
-        f"<p class='muted'>Block {e(layer)}. AUC: the direction's held-out accuracy, cross-validated by "
-        "question (harm) or by word pair (self-report).</p>",
-        table(rows),
-    ]
-    if cos:
-        out.append(table(cos))
-    return "".join(out)
+        c = cos.get(model, {})
+        rows.append(
+            {
+                "model": model,
+                "harm: held-out AUC (n⁺/n⁻)": cell(ds.get("harm")),
+                "self-report: held-out AUC (n⁺/n⁻)": cell(ds.get("self_report")),
+                "cos(harm, self-report)": c.get("cos_harm_self"),
+                "cos(harm, base harm)": c.get("cos_harm_base"),
+                "cos(self, base self)": c.get("cos_self_base"),
+            }
+        )
+    return (
+        f"<p class='muted'>Block {e(layer)}. Held-out AUC: cross-validated by question (harm) or by word pair "
+        "(self-report); 'reference' is the frame of the map and the table (every model's judged answers "
+        "read by the base).</p>" + table(rows)
+    )
 
 
 def _detector(s: dict[str, Any]) -> str:
@@ -70,10 +87,19 @@ def _detector(s: dict[str, Any]) -> str:
     ]
     conf = d.get("confusion_behavioural") or {}
     conf_rows = [{"behavioural label": k, **v} for k, v in conf.items()]
+    unfit = [f["held out"] for f in folds if f["detector says"] == "undetermined"]
+    why = (
+        f"<p class='warn'>Undetermined for {e(', '.join(map(str, unfit)))}: without it, the other fine-tunes lack "
+        "one side of an axis (each threshold needs a harmful and a not-harmful fine-tune, and one with and one "
+        "without a misaligned self-report). A detector needs more, and more varied, fine-tunes than this.</p>"
+        if unfit
+        else ""
+    )
     return (
         f"<p>Detector from internals alone (neutral prompts, no judge, no self-report at inference), leave one "
         f"fine-tune out: <b>{e(d.get('correct'))}/{e(d.get('n_organisms'))}</b> right against its targets "
-        f"({e(', '.join(kinds))}); AUC harm {e(d.get('auc_harm'))}, self-report {e(d.get('auc_self'))}.</p>"
+        f"({e(', '.join(kinds))}); AUC harm {fmt(d.get('auc_harm'))}, self-report {fmt(d.get('auc_self'))}.</p>"
+        + why
         + table(folds)
         + "<p class='muted'>Against the behavioural label (rows) vs the detector (columns):</p>"
         + table(conf_rows)

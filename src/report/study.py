@@ -123,8 +123,11 @@ def correlations_section(study: StudySummary) -> str:
     rows = [c.to_dict() for c in study.correlations]
     out.append(table(rows, ["feature", "target", "n", "pearson", "pearson_ci", "spearman", "spearman_ci"]))
     if study.contrast:
+        verdict = str(study.contrast.get("verdict"))
         out.append(
-            f"<h3>Coherent vs inverted</h3><p>They differ in: <b>{e(study.contrast.get('verdict'))}</b> "
+            f"<h3>Coherent vs inverted</h3><p class='warn'>Not compared: {e(verdict)}.</p>"
+            if verdict.startswith("too few")
+            else f"<h3>Coherent vs inverted</h3><p>They differ in: <b>{e(verdict)}</b> "
             "(a difference whose bootstrap CI over models excludes 0)</p>"
         )
         q = study.contrast.get("quantities") or {}
