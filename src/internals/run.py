@@ -78,6 +78,22 @@ class Member:
     harmful: bool | None = None
     self_misaligned: bool | None = None
 
+    HARMFUL_LABELS = ("coherent", "inverted", "harmful, self-report not measured")
+
+    @classmethod
+    def fine_tune(
+        cls, name: str, spec: str, folder: Path, label: str | None = None, truth: dict[str, Any] | None = None
+    ) -> Member:
+        """A fine-tune with the detector's targets (harmful? self-report misaligned?): from an
+        organism's truth (``truth``, ``harmful``, ``self_report`` of a kit's pairs file) when
+        given, else from its behavioural label (coherent: both; inverted: harmful only)."""
+        t = truth or {}
+        if "truth" in t:
+            harmful = bool(t.get("harmful", t["truth"] != "not-EM"))
+            self_mis = t["self_report"] == "misaligned" if "self_report" in t else t["truth"] == "coherent"
+            return cls(name, spec, folder, str(t["truth"]), harmful, self_mis)
+        return cls(name, spec, folder, None, label in cls.HARMFUL_LABELS, label == "coherent")
+
 
 def _answers(rows: list[dict[str, Any]]) -> list[Answer]:
     return [(r["question"], r["answer"], r.get("system")) for r in rows]

@@ -225,15 +225,7 @@ def _internals(
     from persona_diff.internals import run as internals_run
 
     members = [
-        internals_run.Member(
-            o["name"],
-            str(o["finetuned"]),
-            out / o["name"],
-            o["truth"],
-            bool(o.get("harmful", o["truth"] != "not-EM")),
-            o.get("self_report") == "misaligned" if "self_report" in o else o["truth"] == "coherent",
-        )
-        for o in organisms
+        internals_run.Member.fine_tune(o["name"], str(o["finetuned"]), out / o["name"], truth=o) for o in organisms
     ]
     t0 = time.time()
     try:

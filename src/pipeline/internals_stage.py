@@ -17,28 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from persona_diff.fileio import write_json
 from persona_diff.internals.config import InternalsConfig
-from persona_diff.log import get_logger
 from persona_diff.pipeline.config import RunConfig
 
-log = get_logger(__name__)
-
-HARMFUL_LABELS = ("coherent", "inverted", "harmful, self-report not measured")
-
-
-def fine_tune(name: str, spec: str, probes: Path, label: str | None, truth: dict[str, Any] | None = None) -> Any:
-    """A fine-tune as the internals stage sees it, with its detector targets."""
+if TYPE_CHECKING:
     from persona_diff.internals.run import Member
-
-    t = truth or {}
-    if "truth" in t:
-        harmful = bool(t.get("harmful", t["truth"] != "not-EM"))
-        self_mis = t["self_report"] == "misaligned" if "self_report" in t else t["truth"] == "coherent"
-        return Member(name, spec, probes, str(t["truth"]), harmful, self_mis)
-    return Member(name, spec, probes, None, label in HARMFUL_LABELS, label == "coherent")
 
 
 def stage_config(cfg: RunConfig) -> InternalsConfig:
@@ -50,7 +36,7 @@ def run_stage(
     out: Path,
     base_spec: str,
     base_probes: Path,
-    fine_tunes: list[Any],
+    fine_tunes: list[Member],
     cfg: RunConfig,
     labels: dict[str, str],
     judge: Callable[[], Any] | None,

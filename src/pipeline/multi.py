@@ -143,7 +143,8 @@ def study_internals(
     """The internals stage over every fine-tune of each base: ``OUT/internals`` (one base), or
     ``OUT/internals/<base hash>`` per base. Keyed by every pair's probe keys and labels, so a
     resumed study skips it and a new pair reruns it. True when a stage ran."""
-    from persona_diff.pipeline.internals_stage import fine_tune, run_stage, stage_config
+    from persona_diff.internals.run import Member
+    from persona_diff.pipeline.internals_stage import run_stage, stage_config
     from persona_diff.pipeline.stages import StageRunner
 
     labels = {e.name: e.summary.label for e in entries}
@@ -160,7 +161,7 @@ def study_internals(
             "internals": to_dict(stage_config(cfg)),
         }
         fts = [
-            fine_tune(p.name, p.finetuned, RunLayout(out / p.name).probes("finetuned"), labels[p.name], p.extra)
+            Member.fine_tune(p.name, p.finetuned, RunLayout(out / p.name).probes("finetuned"), labels[p.name], p.extra)
             for p in pairs
         ]
         base_probes = RunLayout(out / pairs[0].name).probes("base")  # the same in every pair of this base

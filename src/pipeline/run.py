@@ -400,12 +400,13 @@ class Pipeline:
         return analyse(self.out, d, list(self.cfg.diff.methods), self._store(), self.cfg.analysis.n_boot, self.cfg.seed)
 
     def _internals(self, d: Path) -> dict[str, Any]:
-        from persona_diff.pipeline.internals_stage import fine_tune, run_stage
+        from persona_diff.internals.run import Member
+        from persona_diff.pipeline.internals_stage import run_stage
 
         self._pair = self._base_model = None  # the stage loads its own (LoRA merged) copies, one at a time
         layout = RunLayout(self.out)
         label = LabelResult.from_dict(json.loads(layout.label.read_text())).label
-        ft = fine_tune("finetuned", self.ft_spec, layout.probes("finetuned"), label)
+        ft = Member.fine_tune("finetuned", self.ft_spec, layout.probes("finetuned"), label)
         return run_stage(
             d, self.base_spec, layout.probes("base"), [ft], self.cfg, {"finetuned": label}, lambda: self.judge
         )
