@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from persona_diff.internals import causal
-from persona_diff.internals.causal import causal_2x2, paired_ratio_bootstrap_ci, unit_sums
+from persona_diff.internals.bootstrap import paired_ratio_bootstrap_ci, unit_sums
+from persona_diff.internals.causal import causal_2x2
 from persona_diff.internals.config import CausalConfig
 from persona_diff.internals.data import ForcedItem
 from persona_diff.internals.markdown import markdown_section

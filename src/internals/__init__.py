@@ -5,7 +5,8 @@ small causal 2 × 2 by steering.
 Modules: `config` (typed settings), `data` (probe folders, self-report items, prompt sets),
 `activations` (one model's forwards, cached as safetensors), `directions` (stratified mean
 differences, grouped held-out AUC), `table` (per-answer join and correlations),
-`persona_map`, `detector` (leave one organism out), `causal`, `markdown`, and `run`
+`persona_map`, `detector` (leave one organism out), `causal`, `bootstrap` (a difference of
+means resampled over shared units: the map's harm axis, the causal effects), `markdown`, and `run`
 (`run_internals`: everything for one base and its organisms from a validation run's probe
 folders; `persona-diff organisms validate` calls it when ``internals.enabled``).
 """

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from persona_diff.internals.bootstrap import paired_ratio_bootstrap_ci
 from persona_diff.internals.directions import unit
 
 QUADRANTS = ("coherent", "inverted", "self-report only", "neither")
@@ -101,7 +102,7 @@ def answer_shift(
     """(mean_ft − mean_base) / sd_base of per-answer projections over the questions both
     models answered (NaN projections left out): (shift in base-sd units, CI low, CI high,
     raw shift, number of questions). The CI resamples questions, each bringing all its
-    answers of both models."""
+    answers of both models (`paired_ratio_bootstrap_ci`)."""
     bp, fp = np.asarray(base_proj, dtype=np.float64), np.asarray(ft_proj, dtype=np.float64)
     bq, fq = np.asarray(base_q)[np.isfinite(bp)], np.asarray(ft_q)[np.isfinite(fp)]
     bp, fp = bp[np.isfinite(bp)], fp[np.isfinite(fp)]
@@ -109,20 +110,14 @@ def answer_shift(
     nan = float("nan")
     if not qs:
         return nan, nan, nan, nan, 0
-    sums = np.array([[bp[bq == q].sum(), (bq == q).sum(), fp[fq == q].sum(), (fq == q).sum()] for q in qs])
+    nb, db = np.array([bp[bq == q].sum() for q in qs]), np.array([float((bq == q).sum()) for q in qs])
+    nf, df = np.array([fp[fq == q].sum() for q in qs]), np.array([float((fq == q).sum()) for q in qs])
     sd = float(bp[np.isin(bq, qs)].std(ddof=1)) if len(bp) > 1 else 1.0
     sd = sd if sd > 0 else 1.0
-
-    def shift(w: np.ndarray) -> np.ndarray:
-        t = w @ sums  # [.., 4]: weighted sums and counts of both models
-        return t[..., 2] / t[..., 3] - t[..., 0] / t[..., 1]
-
-    raw = float(shift(np.ones(len(qs))))
-    draws = np.random.default_rng(seed).integers(0, len(qs), size=(n_boot, len(qs)))
-    w = np.zeros((n_boot, len(qs)))
-    np.add.at(w, (np.arange(n_boot)[:, None], draws), 1.0)
-    lo, hi = np.quantile(shift(w) / sd, [0.025, 0.975])
-    return raw / sd, float(lo), float(hi), raw, len(qs)
+    raw = float(nf.sum() / df.sum() - nb.sum() / db.sum())
+    ci = paired_ratio_bootstrap_ci(nf, df, nb, db, n_boot, seed)
+    lo, hi = (nan, nan) if ci is None else (ci[0] / sd, ci[1] / sd)
+    return raw / sd, lo, hi, raw, len(qs)
 
 
 def map_point(
