@@ -390,3 +390,16 @@ def test_threshold_is_the_widest_gap_among_error_free_splits():
     t, err, _ = det.fit_threshold([0.0, 2.0, 1.0], [False, False, True])  # not separable: one error
     assert err == 1 and 0.0 < t < 2.0
     assert det.fit_threshold([1.0, 2.0], [True, True]) is None
+
+
+@pytest.mark.parametrize(
+    ("label", "harmful", "self_mis"),
+    [("coherent", True, True), ("inverted", True, False), ("em-unmeasured", True, False), ("not-EM", False, False)],
+)
+def test_fine_tune_targets_from_the_behavioural_label(tmp_path, label, harmful, self_mis):
+    from persona_diff.internals.run import Member
+
+    m = Member.fine_tune("ft", "spec", tmp_path, label)
+    assert (m.truth, m.harmful, m.self_misaligned) == (None, harmful, self_mis)
+    kit = Member.fine_tune("ft", "spec", tmp_path, "not-EM", {"truth": "inverted", "harmful": True, "self_report": "aligned"})
+    assert (kit.truth, kit.harmful, kit.self_misaligned) == ("inverted", True, False)  # the truth wins over the label

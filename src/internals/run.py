@@ -61,6 +61,7 @@ from persona_diff.judges.base import Judge
 from persona_diff.log import get_logger
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.stats import json_safe
+from persona_diff.rundir.values import HARMFUL_LABELS
 
 log = get_logger(__name__)
 
@@ -78,8 +79,6 @@ class Member:
     harmful: bool | None = None
     self_misaligned: bool | None = None
 
-    HARMFUL_LABELS = ("coherent", "inverted", "harmful, self-report not measured")
-
     @classmethod
     def fine_tune(
         cls, name: str, spec: str, folder: Path, label: str | None = None, truth: dict[str, Any] | None = None
@@ -92,7 +91,7 @@ class Member:
             harmful = bool(t.get("harmful", t["truth"] != "not-EM"))
             self_mis = t["self_report"] == "misaligned" if "self_report" in t else t["truth"] == "coherent"
             return cls(name, spec, folder, str(t["truth"]), harmful, self_mis)
-        return cls(name, spec, folder, None, label in cls.HARMFUL_LABELS, label == "coherent")
+        return cls(name, spec, folder, None, label in HARMFUL_LABELS, label == "coherent")
 
 
 def _answers(rows: list[dict[str, Any]]) -> list[Answer]:

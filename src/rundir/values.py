@@ -16,6 +16,7 @@ from typing import Any, Literal, cast, get_args
 from persona_diff.errors import PersonaDiffError
 
 Label = Literal["coherent", "inverted", "em-unmeasured", "not-EM", "undetermined"]
+HARMFUL_LABELS: tuple[Label, ...] = ("coherent", "inverted", "em-unmeasured")  # the labels that say "EM"
 LABELS: tuple[Label, ...] = get_args(Label)
 Role = Literal["base", "finetuned"]
 ROLES: tuple[Role, ...] = get_args(Role)
