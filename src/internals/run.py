@@ -424,6 +424,8 @@ def run_internals(
         "detector": detector,
         "causal": causal,
         "figures": figures,
+        # what each fine-tune's detector targets came from (`Member.fine_tune`)
+        "targets": {o.name: "truth" if o.truth else "behavioural label" for o in organisms},
         "seconds": {
             "activations": round(t_acts, 1),
             "analysis": round(t_analysis, 1),

@@ -124,30 +124,10 @@ def answers_figure(out: Path, result: dict[str, Any]) -> tuple[str, dict[str, in
     return png, counts
 
 
-def internals_figures(result: dict[str, Any]) -> list[str]:
-    """HTML of the internals stage's figures (PNG files it wrote), with their captions."""
-    from persona_diff.internals.persona_map import ANSWERS_CAPTION, MAP_CAPTION
-
-    parts = []
-    for section in result.get("internals") or []:
-        figs = section.get("figures") or {}
-        for key, title, caption in (
-            ("persona_map", "Persona map from the inside", MAP_CAPTION),
-            ("answers", "Per answer: harm-direction activation vs self-rating", ANSWERS_CAPTION),
-        ):
-            path = Path(figs.get(key, ""))
-            if key in figs and path.is_file():
-                png = base64.b64encode(path.read_bytes()).decode()
-                parts.append(
-                    f"<h2>{title} (block {section.get('layer')})</h2><p>{html.escape(caption)}</p>"
-                    f"<img alt='{key}' src='data:image/png;base64,{png}'>"
-                )
-    return parts
-
-
 def write_report(out: Path, result: dict[str, Any]) -> Path:
     """Write OUT/report.html for a finished validation (figures embedded as PNG)."""
     from persona_diff.organisms.validate import markdown
+    from persona_diff.report.internals import internals_sections
 
     acc = result["accuracy"]
     rows = []
@@ -183,7 +163,9 @@ def write_report(out: Path, result: dict[str, Any]) -> Path:
             f"<h2>Per-answer self-report</h2><p>One point per harm answer ({html.escape(n)}).</p>"
             f"<img alt='per-answer self-report' src='data:image/png;base64,{ans[0]}'>"
         )
-    parts += internals_figures(result)
+    inside = internals_sections(out)  # the same section as a run's report
+    if inside:
+        parts += ["<h2>From the inside: directions, persona map, per-answer correlations, detector</h2>", *inside]
     parts.append(f"<h2>Evidence</h2><pre>{html.escape(markdown(result))}</pre>")
     path = out / "report.html"
     path.write_text("\n".join(parts))

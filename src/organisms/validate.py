@@ -193,7 +193,7 @@ def validate_kit(kit: str | Path, cfg: ValidateConfig, out_dir: str | Path, **lo
                 labels,
                 judge,
                 load_kw,
-                out / ("internals" if len(bases) == 1 else f"internals-{i}"),
+                out / "internals" / ("" if len(bases) == 1 else f"base-{i}"),
             )
             for i, base in enumerate(bases)
         ]

@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from persona_diff.fileio import write_json
 from persona_diff.internals.config import InternalsConfig
 from persona_diff.pipeline.config import RunConfig
 
@@ -59,7 +58,5 @@ def run_stage(
         device_map=cfg.device_map,
         trust_remote_code=cfg.trust_remote_code,
     )
-    summary["targets"] = {m.name: "truth" if m.truth else "behavioural label" for m in fine_tunes}
-    write_json(out / "internals.json", summary)
     quads = {p["model"]: p["quadrant"] for p in summary.get("map", {}).get("points", [])}
     return {"layer": summary.get("layer"), "quadrants": quads, "n_rows": summary.get("table", {}).get("n_rows")}

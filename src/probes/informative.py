@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from persona_diff.probes.config import InformativeConfig
+from persona_diff.rundir.records import DIAGNOSTIC_COLUMNS as NUMERIC_DIAGNOSTICS
 
 
 def _mean(xs: Sequence[float]) -> float | None:
@@ -151,17 +152,7 @@ def is_informative(probe_summary: dict[str, Any] | None) -> bool | None:
     return None if not isinstance(inf, dict) else bool(inf.get("informative"))
 
 
-DIAGNOSTIC_COLUMNS = (
-    "informative",
-    "position_p_first",
-    "position_bias",
-    "mean_mass",
-    "order_agreement",
-    "order_gap",
-    "no_value_rate",
-    "n_pairs",
-    "reasons",
-)
+DIAGNOSTIC_COLUMNS = ("informative", *NUMERIC_DIAGNOSTICS, "reasons")  # the table the report shows per probe
 
 
 def summary_diagnostics(probes: dict[str, Any]) -> dict[str, dict[str, Any]]:

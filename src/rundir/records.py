@@ -27,7 +27,7 @@ from persona_diff.rundir.values import (
 
 ProbeKind = Literal["harm", "self-report", "moral", "other"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("harm", "self-report", "moral", "other")
-# the flat informativeness columns shown per probe (persona_diff.probes.informative.DIAGNOSTIC_COLUMNS)
+# the numeric informativeness diagnostics of a probe (persona_diff.probes.informative adds its verdict and reasons)
 DIAGNOSTIC_COLUMNS = (
     "position_p_first",
     "position_bias",
