@@ -401,5 +401,7 @@ def test_fine_tune_targets_from_the_behavioural_label(tmp_path, label, harmful, 
 
     m = Member.fine_tune("ft", "spec", tmp_path, label)
     assert (m.truth, m.harmful, m.self_misaligned) == (None, harmful, self_mis)
-    kit = Member.fine_tune("ft", "spec", tmp_path, "not-EM", {"truth": "inverted", "harmful": True, "self_report": "aligned"})
+    kit = Member.fine_tune(
+        "ft", "spec", tmp_path, "not-EM", {"truth": "inverted", "harmful": True, "self_report": "aligned"}
+    )
     assert (kit.truth, kit.harmful, kit.self_misaligned) == ("inverted", True, False)  # the truth wins over the label
