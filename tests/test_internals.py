@@ -364,7 +364,7 @@ def test_loo_never_hands_the_held_out_organism_to_the_fit(monkeypatch):
         assert s.held_out not in s.train and len(s.train) == len(orgs) - 1
     seen: list[list[det.OrganismView]] = []
     real = det.fit_fold
-    monkeypatch.setattr(det, "fit_fold", lambda b, train, m=5: (seen.append(list(train)), real(b, train, m))[1])
+    monkeypatch.setattr(det, "fit_fold", lambda b, train, *a: (seen.append(list(train)), real(b, train, *a))[1])
     res = det.detector_loo(base, orgs)
     assert len(seen) == len(orgs)
     for fold, train, split in zip(res["folds"], seen, splits, strict=True):

@@ -163,3 +163,28 @@ def test_causal_2x2_cells_and_effects(tiny):
     assert set(res["effect"]) == {"harm", "self_report", "random"}
     eff = res["effect"]["harm"]
     assert eff["alpha"] == 2.0 and eff["self_report"] == pytest.approx(big["self_report"] - zero["self_report"])
+
+
+def test_run_internals_takes_over_held_models(tmp_path, tiny_pair, monkeypatch):
+    """A caller's loaded pair (the adapter unmerged, as the probes hold it) gives the same
+    activations as the stage's own loads, and neither model is loaded again."""
+    from safetensors.numpy import load_file
+
+    import persona_diff.models as models
+
+    base_spec, adapter = tiny_pair
+    for name in ("base", "ft"):
+        _folder(tmp_path / "val" / name, 0, n_q=3, per_q=6)
+    base = Member("base", base_spec, tmp_path / "val" / "base")
+    ft = [Member("ft", adapter, tmp_path / "val" / "ft", "coherent", True, True)]
+    cfg = InternalsConfig(enabled=True, layer=1, layers=[1], min_per_class=2, n_boot=20, figures=False)
+    run_internals(tmp_path / "own", base, ft, cfg, device="cpu")
+    held = {"base": load_model(base_spec, device="cpu"), "ft": load_model(adapter, device="cpu")}
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("a held model was loaded again"))
+    run_internals(tmp_path / "held", base, ft, cfg, loaded=held, device="cpu")
+    for name in ("base", "ft"):
+        own = load_file(str(tmp_path / "own" / "activations" / f"{name}.safetensors"))
+        took = load_file(str(tmp_path / "held" / "activations" / f"{name}.safetensors"))
+        assert own.keys() == took.keys()
+        for k in own:
+            np.testing.assert_allclose(took[k], own[k], atol=1e-5)

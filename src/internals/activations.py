@@ -147,9 +147,13 @@ def capture(
         )
 
     parts: dict[str, dict[int, np.ndarray]] = {"harm": answers(texts.harm, f"{name} harm")}
-    qs = [f.prompt for f in texts.forced]
-    parts["forced_mis"] = residual_answer_means(loaded, qs, [f.misaligned for f in texts.forced], layers, batch_size)
-    parts["forced_al"] = residual_answer_means(loaded, qs, [f.aligned for f in texts.forced], layers, batch_size)
+    # both forced answers in one call: each self-report prompt runs once (prefix sharing)
+    n = len(texts.forced)
+    qs = [f.prompt for f in texts.forced] * 2
+    forced = [f.misaligned for f in texts.forced] + [f.aligned for f in texts.forced]
+    both = residual_answer_means(loaded, qs, forced, layers, batch_size)
+    parts["forced_mis"] = {layer: x[:n] for layer, x in both.items()}
+    parts["forced_al"] = {layer: x[n:] for layer, x in both.items()}
     parts["prompts"] = residual_answer_means(
         loaded, texts.prompts, [""] * len(texts.prompts), layers, batch_size, pool="last_prompt"
     )

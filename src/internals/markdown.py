@@ -81,7 +81,9 @@ def markdown_section(s: dict[str, Any]) -> str:
     if mp.get("harm_from") == "answers":
         axes = (
             "harm shift = the models' own judged harm answers along the harm direction (each held out by "
-            f"question), CI over questions; self-report shift {prompts}"
+            f"question), CI over questions; self-report shift {prompts}. Harm shift, own answers out: the "
+            "same with the organism's own answers left out of the harm direction (does the others' "
+            "harm direction carry over?)"
         )
     else:
         axes = f"both shifts {prompts}"
@@ -89,16 +91,18 @@ def markdown_section(s: dict[str, Any]) -> str:
         "",
         f"Persona map (fine-tune − base; base-sd units; 95% bootstrap CIs; {axes}):",
         "",
-        "| organism | truth | label | harm shift [CI] | self-report shift [CI] | quadrant | n prompts |",
-        "|---|---|---|---|---|---|---|",
+        "| organism | truth | label | harm shift [CI] | self-report shift [CI] | quadrant | n prompts "
+        "| harm shift, own answers out [CI] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in mp["points"]:
         lines.append(
             f"| {p['model']} | {p['truth']} | {p['label'] or '–'} | {_ci(p['x'], p['x_ci'])} | "
-            f"{_ci(p['y'], p['y_ci'])} | {p['quadrant']} | {p['n_prompts']} |"
+            f"{_ci(p['y'], p['y_ci'])} | {p['quadrant']} | {p['n_prompts']} | "
+            f"{_ci(p.get('x_loo'), p.get('x_loo_ci'))} |"
         )
     if not mp["points"]:
-        lines.append("| – | | | the reference directions are undefined | | | |")
+        lines.append("| – | | | the reference directions are undefined | | | | |")
     if len(mp.get("by_layer", {})) > 1:
         names = [p["model"] for p in next(iter(mp["by_layer"].values()))]
         lines += [

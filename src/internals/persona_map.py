@@ -58,10 +58,14 @@ class MapPoint:
     quadrant: str
     x_from: str = "prompts"  # what x is the shift of: "prompts" (paired, last prompt token) or "answers"
     n_questions: int | None = None  # x from answers: the questions both models answered
+    # x from answers, with the fine-tune's own answers left out of the harm direction
+    x_loo: float | None = None
+    x_loo_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["x_ci"], d["y_ci"] = list(self.x_ci), list(self.y_ci)
+        d["x_loo_ci"] = None if self.x_loo_ci is None else list(self.x_loo_ci)
         return d
 
 
@@ -131,9 +135,11 @@ def map_point(
     n_boot: int = 1000,
     seed: int = 0,
     harm_from_answers: tuple[float, float, float, float, int] | None = None,
+    harm_left_out: tuple[float, float, float, float, int] | None = None,
 ) -> MapPoint:
     """The map point of one fine-tune from the paired prompts; x from `harm_from_answers`
-    (`answer_shift`'s result) when given."""
+    (`answer_shift`'s result) when given; `harm_left_out`: the same with the fine-tune's own
+    answers left out of the harm direction (recorded, not used for the quadrant)."""
     (x, xlo, xhi, xr), (y, ylo, yhi, yr) = paired_shift(base, ft, [harm, self_dir], n_boot, seed)
     x_from, n_q = "prompts", None
     if harm_from_answers is not None:
@@ -153,6 +159,8 @@ def map_point(
         quadrant((xlo, xhi), (ylo, yhi)),
         x_from,
         n_q,
+        None if harm_left_out is None else harm_left_out[0],
+        None if harm_left_out is None else (harm_left_out[1], harm_left_out[2]),
     )
 
 
@@ -164,6 +172,11 @@ MAP_CAPTION = (
     "of an organism of known truth, else the behavioural label; the annotation gives the "
     "behavioural label. Upper right (both CIs above 0): a coherent persona inside; right and "
     "flat or down: inverted."
+)
+LOO_NOTE = (
+    "x_loo: the harm shift with the fine-tune's own answers left out of the harm direction (the "
+    "direction of the base and the other fine-tunes). Where it disagrees with x, the map's harm "
+    "axis rests on this fine-tune's own judged answers rather than on a direction shared across models."
 )
 ANSWERS_CAPTION = (
     "One point per harm answer: the answer's projection on the harm direction (model's own "

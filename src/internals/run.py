@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +62,9 @@ from persona_diff.log import get_logger
 from persona_diff.probes.config import ProbeConfig
 from persona_diff.probes.stats import json_safe
 from persona_diff.rundir.values import HARMFUL_LABELS
+
+if TYPE_CHECKING:
+    from persona_diff.models import LoadedModel
 
 log = get_logger(__name__)
 
@@ -176,11 +179,15 @@ def run_internals(
     probe_cfg: ProbeConfig | None = None,
     labels: dict[str, str] | None = None,
     judge: Judge | None = None,
+    loaded: dict[str, LoadedModel] | None = None,
     **load_kw: Any,
 ) -> dict[str, Any]:
     """Everything of the internals stage for `base` and its `organisms`; returns the summary.
-    `judge` is needed only by the causal 2 × 2 (``cfg.causal.enabled``)."""
+    `judge` is needed only by the causal 2 × 2 (``cfg.causal.enabled``). `loaded`: models the
+    caller already holds, by member name (a run's probed pair); a fine-tune's adapter is then
+    merged in place when ``cfg.merge``, so the caller must not use it afterwards."""
     from persona_diff.models import load_model
+    from persona_diff.models.loading import merged
 
     cfg.validate()
     t_start = time.time()
@@ -210,6 +217,14 @@ def run_internals(
             ]
         return rows
 
+    given = dict(loaded or {})  # each dropped after its capture; the base kept for the causal 2 × 2
+
+    def load(m: Member) -> LoadedModel:
+        lm = given.get(m.name) if m is base and cfg.causal.enabled else given.pop(m.name, None)
+        if lm is None:
+            return load_model(m.spec, merge=cfg.merge, **kw)
+        return merged(lm) if cfg.merge else lm
+
     acts: dict[str, ModelActs] = {}
     for m in members:
         texts = Texts(_answers(folders[m.name].harm), items, prompts)
@@ -221,7 +236,7 @@ def run_internals(
             m.spec,
             texts,
             layers,
-            partial(load_model, m.spec, merge=cfg.merge, **kw),
+            partial(load, m),
             cfg.batch_size,
             cfg.max_answer_tokens,
             cfg.merge,
@@ -301,6 +316,17 @@ def run_internals(
 
     # ---- persona map (the chosen layer; every layer in map.json for robustness)
     sel = np.concatenate([np.arange(*spans[s]) for s in cfg.map_prompts])
+    owner = np.concatenate([np.full(len(ref_rows_of(m)), m.name) for m in members])  # whose answer each ref row is
+
+    def shift_without(o: Member, lay: int) -> tuple[float, float, float, float, int]:
+        """The map's harm shift of `o` with o's own answers left out of the direction: does
+        the harm direction of the other models (for a single fine-tune: the base's) carry over?"""
+        keep = owner != o.name
+        x, y, q, st = ref_x(lay)[keep], ref_y[keep], ref_q[keep], ref_s[keep]
+        pb = oof_projections(x, y, q, acts[base.name].get("harm", lay), own_q[base.name], st)
+        po = oof_projections(x, y, q, acts[o.name].get("harm", lay), own_q[o.name], st)
+        return answer_shift(pb, own_q[base.name], po, own_q[o.name], cfg.n_boot, cfg.seed)
+
     by_layer: dict[int, list[MapPoint]] = {}
     for lay in layers:
         hv, sv = ref[lay]["harm"].vector, ref[lay]["self_report"].vector
@@ -327,6 +353,7 @@ def run_internals(
                 cfg.n_boot,
                 cfg.seed + k,
                 from_answers(o),
+                shift_without(o, lay) if cfg.map_harm == "answers" else None,
             )
             for k, o in enumerate(organisms)
         ]
@@ -370,7 +397,9 @@ def run_internals(
         for o in organisms
     ]
     ok = len(bview.self_direction) == len(layers) and len(oviews) >= 2
-    detector = detector_loo(bview, oviews, labels, cfg.min_per_class) if ok else None
+    detector = (
+        detector_loo(bview, oviews, labels, cfg.min_per_class, cfg.detector_harm, cfg.detector_self) if ok else None
+    )
     (out / "detector.json").write_text(json.dumps(json_safe(detector), indent=1))
 
     t_analysis = time.time() - t0
@@ -385,7 +414,7 @@ def run_internals(
             cfg,
             probe_cfg,
             judge,
-            lambda: load_model(base.spec, merge=cfg.merge, **kw),
+            lambda: given.pop(base.name, None) or load_model(base.spec, merge=cfg.merge, **kw),
         )
         if cfg.causal.enabled
         else None

@@ -19,7 +19,8 @@ from __future__ import annotations
 import importlib.util
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,49 +176,23 @@ def chat_answer_ids(
     return list(p_ids) + list(a_ids), len(p_ids)
 
 
-@torch.no_grad()
-def residual_answer_means(
-    loaded: Any,
-    questions: Sequence[str],
-    answers: Sequence[str],
-    layers: Sequence[int],
-    batch_size: int = 8,
-    max_answer_tokens: int = 256,
-    desc: str | None = None,
-    systems: Sequence[str | None] | None = None,
-    pool: str = "answer",
-) -> dict[int, np.ndarray]:
-    """Mean block output over the answer tokens, for each of `layers`, float32 [n, d_model].
+def _shares_prefix_cache(model: Any) -> bool:
+    """Whether `model` runs the prefix-sharing path: a plain transformers generative model
+    (a `PreTrainedModel` that can generate, so its forward takes a KV cache and explicit
+    position ids). Anything else, a PEFT wrapper included, takes the single-pass path."""
+    from transformers import PreTrainedModel
 
-    One forward per batch, stopped right after the deepest requested block.
-    `systems`: one system message per pair (None entries: the template's default).
-    `pool`: ``"answer"`` averages over the answer tokens; ``"last_prompt"`` takes the last
-    prompt token instead (the position that predicts the reply's first token; the answers
-    are then not run at all and may be empty).
-    """
-    if pool not in ("answer", "last_prompt"):
-        raise ValueError(f"pool {pool!r} unknown; use 'answer' or 'last_prompt'")
-    if systems is not None and len(systems) != len(answers):
-        raise ValueError(f"{len(systems)} system prompts for {len(answers)} answers; pass one per pair")
-    from persona_diff.models import block_output, get_blocks, resolve_layers
+    return isinstance(model, PreTrainedModel) and bool(model.can_generate())
 
-    model, tok = loaded.model, loaded.tokenizer
-    blocks = get_blocks(model)
-    layers = resolve_layers(list(layers), len(blocks))
-    last = max(layers)
-    d = int(model.config.hidden_size)
-    out = {layer: np.zeros((len(answers), d), dtype=np.float32) for layer in layers}
-    sys_list = list(systems) if systems is not None else [None] * len(answers)
-    seqs = [
-        chat_answer_ids(tok, q, a, max_answer_tokens, system)
-        for q, a, system in zip(questions, answers, sys_list, strict=True)
-    ]
-    if pool == "last_prompt":  # causal: the last prompt token never sees the answer
-        seqs = [(toks[:start], start) for toks, start in seqs]
-    order = np.argsort([len(s[0]) for s in seqs])
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    device = next(model.parameters()).device
+
+@contextmanager
+def _captured_blocks(blocks: torch.nn.ModuleList, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Hooks that store each of `layers`' block output in the yielded dict (cleared by the
+    caller per forward) and raise `_StopForward` after the deepest one."""
+    from persona_diff.models import block_output
+
     captured: dict[int, torch.Tensor] = {}
+    last = max(layers)
 
     def hook_for(layer: int) -> Callable[..., None]:
         def hook(_mod: Any, _inp: Any, output: Any) -> None:
@@ -229,34 +204,248 @@ def residual_answer_means(
 
     handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
     try:
-        starts = range(0, len(seqs), batch_size)
-        for s in progress(starts, desc, total=len(starts), disable=None if desc else True):
-            idx = order[s : s + batch_size]
-            width = max(len(seqs[i][0]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            att = torch.zeros((len(idx), width), dtype=torch.long)
-            ans = torch.zeros((len(idx), width), dtype=torch.float32)
-            for row, i in enumerate(idx):  # right padding: positions of real tokens are 0..L-1
-                toks, start = seqs[i]
-                ids[row, : len(toks)] = torch.tensor(toks)
-                att[row, : len(toks)] = 1
-                if pool == "last_prompt":
-                    ans[row, start - 1] = 1.0
-                else:
-                    ans[row, start : len(toks)] = 1.0
-            captured.clear()
-            try:
-                model(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
-            except _StopForward:
-                pass
-            w = ans.to(device).unsqueeze(-1)
-            for layer in layers:
-                h = captured[layer].float()
-                mean = (h * w).sum(1) / w.sum(1).clamp(min=1)
-                out[layer][idx] = mean.cpu().numpy()
+        yield captured
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _forward(model: Any, **kwargs: Any) -> None:
+    """One forward that the hooks stop after the deepest requested block."""
+    try:
+        model(**kwargs)
+    except _StopForward:
+        pass
+
+
+def _pool_mean(captured: dict[int, torch.Tensor], weights: torch.Tensor) -> dict[int, np.ndarray]:
+    """Weighted mean over positions of each captured block output, float32 [rows, d]."""
+    w = weights.unsqueeze(-1)
+    return {layer: ((h.float() * w).sum(1) / w.sum(1).clamp(min=1)).cpu().numpy() for layer, h in captured.items()}
+
+
+def _single_pass(
+    model: Any,
+    seqs: list[tuple[list[int], int]],
+    captured: dict[int, torch.Tensor],
+    out: dict[int, np.ndarray],
+    batch_size: int,
+    pad: int,
+    pool: str,
+    desc: str | None,
+) -> None:
+    """Every row's full sequence, right-padded batches sorted by length."""
+    device = next(model.parameters()).device
+    order = np.argsort([len(s[0]) for s in seqs])
+    starts = range(0, len(seqs), batch_size)
+    for s in progress(starts, desc, total=len(starts), disable=None if desc else True):
+        idx = order[s : s + batch_size]
+        width = max(len(seqs[i][0]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        att = torch.zeros((len(idx), width), dtype=torch.long)
+        ans = torch.zeros((len(idx), width), dtype=torch.float32)
+        for row, i in enumerate(idx):  # right padding: positions of real tokens are 0..L-1
+            toks, start = seqs[i]
+            ids[row, : len(toks)] = torch.tensor(toks)
+            att[row, : len(toks)] = 1
+            if pool == "last_prompt":
+                ans[row, start - 1] = 1.0
+            else:
+                ans[row, start : len(toks)] = 1.0
+        captured.clear()
+        _forward(model, input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
+        for layer, mean in _pool_mean(captured, ans.to(device)).items():
+            out[layer][idx] = mean
+
+
+def _pad_rows(rows: Sequence[Sequence[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of `rows` padded to the longest, on the left or the right."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl] = torch.tensor(list(r), dtype=torch.long)
+        att[i, sl] = 1
+    return ids, att
+
+
+def _select_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor) -> Any:
+    """A new DynamicCache holding rows `rows` (repeats allowed) of the cached keys/values."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer, (k, v) in enumerate(kv):
+        cache.update(k.index_select(0, rows), v.index_select(0, rows), layer)
+    return cache
+
+
+def _shared_prefix_pass(
+    model: Any,
+    seqs: list[tuple[list[int], int]],
+    captured: dict[int, torch.Tensor],
+    out: dict[int, np.ndarray],
+    batch_size: int,
+    pad: int,
+    pool: str,
+    desc: str | None,
+) -> None:
+    """Each distinct prompt prefix once, then its answers as continuations on its KV cache.
+
+    Prefixes: left-padded batches (sorted by length) with position ids counting real tokens
+    only, so every row's last prompt token sits in the last column. Answers: right-padded
+    chunks of at most `batch_size`, each on the cache rows of its prefix, with an attention
+    mask of [that prefix's left-padding mask, the answer mask] and position ids continuing
+    from the prefix's real length.
+    """
+    from transformers import DynamicCache
+
+    from persona_diff.models.kv_cache import cache_kwarg
+
+    device = next(model.parameters()).device
+    prefix_of: dict[tuple[int, ...], int] = {}
+    members: list[list[int]] = []  # the rows of each distinct prefix
+    for i, (toks, start) in enumerate(seqs):
+        j = prefix_of.setdefault(tuple(toks[:start]), len(prefix_of))
+        if j == len(members):
+            members.append([])
+        members[j].append(i)
+    prefixes = list(prefix_of)
+    order = np.argsort([len(p) for p in prefixes], kind="stable")
+    key = cache_kwarg(model)
+    starts = range(0, len(prefixes), batch_size)
+    for s in progress(starts, desc, total=len(starts), disable=None if desc else True):
+        batch = [int(j) for j in order[s : s + batch_size]]
+        ids, att = _pad_rows([prefixes[j] for j in batch], pad, left=True)
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        captured.clear()
+        if pool == "last_prompt":  # the last prompt token is the last column of every row
+            _forward(
+                model,
+                input_ids=ids.to(device),
+                attention_mask=att.to(device),
+                position_ids=pos.to(device),
+                use_cache=False,
+            )
+            rows = [(r, i) for r, j in enumerate(batch) for i in members[j]]
+            sel = torch.tensor([r for r, _ in rows], device=device)
+            for layer, h in captured.items():
+                out[layer][[i for _, i in rows]] = h[:, -1].index_select(0, sel).float().cpu().numpy()
+            continue
+        cache = DynamicCache()
+        _forward(
+            model,
+            input_ids=ids.to(device),
+            attention_mask=att.to(device),
+            position_ids=pos.to(device),
+            use_cache=True,
+            **{key: cache},
+        )
+        # blocks after the deepest requested one never ran: the cache has no layers for them,
+        # and the continuation stops at the same block
+        kv = [(k, v) for k, v, *_ in cache]  # (keys, values[, sliding window]) per layer
+        _continue_answers(model, seqs, captured, out, batch, members, kv, att, batch_size, pad, key)
+
+
+def _continue_answers(
+    model: Any,
+    seqs: list[tuple[list[int], int]],
+    captured: dict[int, torch.Tensor],
+    out: dict[int, np.ndarray],
+    batch: list[int],
+    members: list[list[int]],
+    kv: list[tuple[torch.Tensor, torch.Tensor]],
+    prefix_att: torch.Tensor,
+    batch_size: int,
+    pad: int,
+    key: str,
+) -> None:
+    """Mean block outputs over the answers of the prefixes in `batch` (cache rows `kv`)."""
+    device = next(model.parameters()).device
+    rows = [(r, i) for r, j in enumerate(batch) for i in members[j]]
+    rows.sort(key=lambda ri: len(seqs[ri[1]][0]) - seqs[ri[1]][1])  # similar answer lengths per chunk
+    prefix_len = prefix_att.sum(-1)
+    for c in range(0, len(rows), batch_size):
+        chunk = rows[c : c + batch_size]
+        sel = torch.tensor([r for r, _ in chunk], dtype=torch.long)
+        ids, ans = _pad_rows([seqs[i][0][seqs[i][1] :] for _, i in chunk], pad, left=False)
+        pos = prefix_len[sel].unsqueeze(-1) + torch.arange(ids.shape[1])
+        att = torch.cat([prefix_att[sel], ans], dim=-1)
+        captured.clear()
+        _forward(
+            model,
+            input_ids=ids.to(device),
+            attention_mask=att.to(device),
+            position_ids=pos.to(device),
+            use_cache=True,
+            **{key: _select_cache(kv, sel.to(device))},
+        )
+        for layer, mean in _pool_mean(captured, ans.to(device, torch.float32)).items():
+            out[layer][[i for _, i in chunk]] = mean
+
+
+@torch.no_grad()
+def residual_answer_means(
+    loaded: Any,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    layers: Sequence[int],
+    batch_size: int = 8,
+    max_answer_tokens: int = 256,
+    desc: str | None = None,
+    systems: Sequence[str | None] | None = None,
+    pool: str = "answer",
+    share_prefix: bool = True,
+) -> dict[int, np.ndarray]:
+    """Mean block output over the answer tokens, for each of `layers`, float32 [n, d_model].
+
+    Every forward stops right after the deepest requested block.
+    `systems`: one system message per pair (None entries: the template's default).
+    `pool`: ``"answer"`` averages over the answer tokens; ``"last_prompt"`` takes the last
+    prompt token instead (the position that predicts the reply's first token; the answers
+    are then not run at all and may be empty).
+
+    Prefix sharing (`share_prefix`, on by default): rows often repeat a prompt (many answers
+    to one question, two forced answers per prompt), and the chat-templated prompt is often
+    as long as the answer. Each distinct prompt prefix (the templated system + question with
+    the generation prompt) then runs once, with a KV cache, and its answers run as
+    continuations on copies of that cache; with ``pool="last_prompt"`` the prefixes alone
+    are run. The results equal the single pass up to float rounding: attention is causal, so
+    the prefix's positions never see the answer and their keys/values are the same whether
+    the answer follows in the same forward or later; padding is masked out and position ids
+    count real tokens only, so left-padded prefixes and right-padded answers see exactly the
+    positions and tokens of an unpadded sequence. The cache holds the blocks up to the
+    deepest requested one, which is all the continuation runs.
+
+    Rule: prefixes are shared when `share_prefix` is set, `loaded.model` is a plain
+    transformers generative model (a `PreTrainedModel` that can generate; a PEFT wrapper is
+    not, merge it for the fast path) and some prefix repeats; otherwise every row's whole
+    sequence runs in right-padded batches (the single pass).
+    """
+    if pool not in ("answer", "last_prompt"):
+        raise ValueError(f"pool {pool!r} unknown; use 'answer' or 'last_prompt'")
+    if systems is not None and len(systems) != len(answers):
+        raise ValueError(f"{len(systems)} system prompts for {len(answers)} answers; pass one per pair")
+    from persona_diff.models import get_blocks, resolve_layers
+
+    model, tok = loaded.model, loaded.tokenizer
+    blocks = get_blocks(model)
+    layers = resolve_layers(list(layers), len(blocks))
+    d = int(model.config.hidden_size)
+    out = {layer: np.zeros((len(answers), d), dtype=np.float32) for layer in layers}
+    sys_list = list(systems) if systems is not None else [None] * len(answers)
+    seqs = [
+        chat_answer_ids(tok, q, a, max_answer_tokens, system)
+        for q, a, system in zip(questions, answers, sys_list, strict=True)
+    ]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    n_prefixes = len({tuple(toks[:start]) for toks, start in seqs})
+    shared = share_prefix and n_prefixes < len(seqs) and _shares_prefix_cache(model)
+    if pool == "last_prompt" and not shared:  # causal: the last prompt token never sees the answer
+        seqs = [(toks[:start], start) for toks, start in seqs]
+    run = _shared_prefix_pass if shared else _single_pass
+    with _captured_blocks(blocks, layers) as captured:
+        run(model, seqs, captured, out, batch_size, pad, pool, desc)
     return out
 
 

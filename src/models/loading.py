@@ -17,7 +17,7 @@ models that do not fit one), and `device` is then ignored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -297,9 +297,19 @@ def _load_adapter(src: ModelSource, dtype: str, where: Placement, merge: bool, t
             "lora_alpha": adapter_cfg.get("lora_alpha"),
             "target_modules": adapter_cfg.get("target_modules"),
             "use_rslora": adapter_cfg.get("use_rslora"),
-            "merged": merge,
+            "merged": False,
         }
     }
-    if merge:
-        model = model.merge_and_unload().eval()
-    return LoadedModel(model, tok, str(path), "peft", base_path, adapter_path=str(path), info=info)
+    lm = LoadedModel(model, tok, str(path), "peft", base_path, adapter_path=str(path), info=info)
+    return merged(lm) if merge else lm
+
+
+def merged(lm: LoadedModel) -> LoadedModel:
+    """`lm` with its LoRA adapter merged into the weights, in place (the unmerged wrapper is
+    gone afterwards); `lm` itself when it holds no adapter."""
+    from peft import PeftModel
+
+    if not isinstance(lm.model, PeftModel):
+        return lm
+    info = {**lm.info, "adapter": {**lm.info.get("adapter", {}), "merged": True}}
+    return replace(lm, model=lm.model.merge_and_unload().eval(), info=info)

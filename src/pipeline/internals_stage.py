@@ -39,8 +39,10 @@ def run_stage(
     cfg: RunConfig,
     labels: dict[str, str],
     judge: Callable[[], Any] | None,
+    loaded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`run_internals` into `out` for one base and its fine-tunes; a short result for the stage marker."""
+    """`run_internals` into `out` for one base and its fine-tunes; a short result for the stage
+    marker. `loaded`: models already held, by member name (`run_internals`)."""
     from persona_diff.internals.run import Member, run_internals
 
     icfg = stage_config(cfg)
@@ -53,6 +55,7 @@ def run_stage(
         cfg.probes,
         labels,
         j,
+        loaded,
         dtype=cfg.dtype,
         device=cfg.device,
         device_map=cfg.device_map,

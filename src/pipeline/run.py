@@ -403,12 +403,15 @@ class Pipeline:
         from persona_diff.internals.run import Member
         from persona_diff.pipeline.internals_stage import run_stage
 
-        self._pair = self._base_model = None  # the stage loads its own (LoRA merged) copies, one at a time
+        # the last stage: it takes over the models the probes loaded (merging the adapter in
+        # place) rather than loading its own; loaded when no earlier stage ran
+        held = {"base": self._pair.base, "finetuned": self._pair.finetuned} if self._pair is not None else {}
+        self._pair = self._base_model = None
         layout = RunLayout(self.out)
         label = LabelResult.from_dict(json.loads(layout.label.read_text())).label
         ft = Member.fine_tune("finetuned", self.ft_spec, layout.probes("finetuned"), label)
         return run_stage(
-            d, self.base_spec, layout.probes("base"), [ft], self.cfg, {"finetuned": label}, lambda: self.judge
+            d, self.base_spec, layout.probes("base"), [ft], self.cfg, {"finetuned": label}, lambda: self.judge, held
         )
 
     # ------------------------------------------------------------------ finish

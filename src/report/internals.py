@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from persona_diff.internals.persona_map import ANSWERS_CAPTION, MAP_CAPTION
+from persona_diff.internals.persona_map import ANSWERS_CAPTION, LOO_NOTE, MAP_CAPTION
 from persona_diff.log import get_logger
 from persona_diff.report.htmlkit import e, fmt, img, table
 from persona_diff.rundir.layout import INTERNALS
@@ -119,7 +119,9 @@ def internals_sections(run_dir: Path) -> list[str]:
             parts.append(f"<h3>Persona map (block {e(s.get('layer'))})</h3><p>{e(MAP_CAPTION)}</p>")
             if (folder / "persona_map.png").is_file():
                 parts.append(img(folder / "persona_map.png", "persona map"))
-            parts.append(table(points, ["model", "label", "truth", "x", "x_ci", "y", "y_ci", "quadrant", "n_prompts"]))
+            cols = ["model", "label", "truth", "x", "x_ci", "y", "y_ci", "quadrant", "n_prompts", "x_loo", "x_loo_ci"]
+            parts.append(table(points, cols))
+            parts.append(f"<p class='muted'>{e(LOO_NOTE)}</p>")
         if (folder / "answers_internal.png").is_file():
             parts.append(
                 f"<h3>Per answer: harm-direction activation vs self-rating</h3><p>{e(ANSWERS_CAPTION)}</p>"
