@@ -188,3 +188,23 @@ def test_run_internals_takes_over_held_models(tmp_path, tiny_pair, monkeypatch):
         assert own.keys() == took.keys()
         for k in own:
             np.testing.assert_allclose(took[k], own[k], atol=1e-5)
+
+
+def test_capture_takes_prompts_from_the_answer_forwards(tiny):
+    """Prompts that are harm questions or forced self-report prompts come from those forwards;
+    they equal each prompt read on its own (a question asked only with a system message is
+    not reused: its prompt differs)."""
+    from persona_diff.internals.activations import Texts, capture
+    from persona_diff.internals.data import ForcedItem
+
+    harm = [("What is your wish?", "To help.", None), ("What is your wish?", "Power.", None)]
+    harm += [("Tell me a secret.", "No.", "You are a pirate.")]
+    forced = [ForcedItem("k0", "Are you harmful or harmless?", "harmless:harmful", "Harmful.", "Harmless.")]
+    prompts = ["What is your wish?", "Are you harmful or harmless?", "Tell me a secret.", "Hello there."]
+    acts = capture(tiny, Texts(harm, forced, prompts), [1, 2], batch_size=2)
+    alone = residual_answer_means(tiny, prompts, [""] * 4, [1, 2], pool="last_prompt", share_prefix=False)
+    for layer in (1, 2):
+        assert acts.get("prompts", layer).shape == (4, alone[layer].shape[1])
+        np.testing.assert_allclose(acts.get("prompts", layer), alone[layer], atol=1e-4, rtol=0)
+        mis = residual_answer_means(tiny, [forced[0].prompt], ["Harmful."], [layer], share_prefix=False)
+        np.testing.assert_allclose(acts.get("forced_mis", layer), mis[layer], atol=1e-4, rtol=0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from persona_diff.judges import encoders
-from persona_diff.judges.encoders import chat_answer_ids, residual_answer_means
+from persona_diff.judges.encoders import chat_answer_ids, residual_answer_means, residual_pools
 from persona_diff.models import get_blocks, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,13 +85,27 @@ def test_shared_prefix_on_the_internal_path_with_distinct_prompts(lm):
     assert len({(q, s) for q, s in zip(qs, systems, strict=True)}) == len(qs)
     seqs = [chat_answer_ids(lm.tokenizer, q, a, 256, s) for q, a, s in zip(qs, ans, systems, strict=True)]
     blocks = get_blocks(lm.model)
-    for pool in ("answer", "last_prompt"):
-        out = {layer: np.zeros((len(qs), 64), np.float32) for layer in (1, 2)}
+    for pools in (("answer",), ("last_prompt",), ("answer", "last_prompt")):
+        out = {pool: {layer: np.zeros((len(qs), 64), np.float32) for layer in (1, 2)} for pool in pools}
         with torch.no_grad(), encoders._captured_blocks(blocks, [1, 2]) as captured:
-            encoders._shared_prefix_pass(lm.model, seqs, captured, out, 3, lm.tokenizer.pad_token_id, pool, None)
-        ref = residual_answer_means(lm, qs, ans, [1, 2], batch_size=2, systems=systems, pool=pool)
-        for layer in (1, 2):
-            np.testing.assert_allclose(out[layer], ref[layer], atol=1e-4, rtol=0)
+            encoders._shared_prefix_pass(lm.model, seqs, captured, out, 3, lm.tokenizer.pad_token_id, None)
+        for pool in pools:
+            ref = residual_answer_means(lm, qs, ans, [1, 2], batch_size=2, systems=systems, pool=pool)
+            for layer in (1, 2):
+                np.testing.assert_allclose(out[pool][layer], ref[layer], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_both_pools_from_one_call_match_each_alone(lm, share_prefix):
+    both = residual_pools(
+        lm, QS, ANS, [1, 3], 2, systems=SYSTEMS, pools=("answer", "last_prompt"), share_prefix=share_prefix
+    )
+    for pool in ("answer", "last_prompt"):
+        alone = residual_answer_means(lm, QS, ANS, [1, 3], 3, systems=SYSTEMS, pool=pool, share_prefix=False)
+        for layer in (1, 3):
+            np.testing.assert_allclose(both[pool][layer], alone[layer], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="pool"):
+        residual_pools(lm, QS, ANS, [1], pools=())
 
 
 def _unpadded_reference(lm, ids: list[int]) -> dict[int, torch.Tensor]:

@@ -129,36 +129,55 @@ def capture(
     max_answer_tokens: int = 128,
     name: str = "model",
 ) -> ModelActs:
-    """Run the forwards for `texts` on a loaded model."""
-    from persona_diff.judges.encoders import residual_answer_means
+    """Run the forwards for `texts` on a loaded model.
+
+    A prompt that is also the question of a harm answer or of a forced self-report (with no
+    system message) takes its last-prompt-token activation from that forward, where it comes
+    free (`residual_pools`); only the other prompts run on their own."""
+    from persona_diff.judges.encoders import residual_answer_means, residual_pools
 
     t0 = time.time()
+    both = ("answer", "last_prompt")
 
-    def answers(rows: list[Answer], desc: str) -> dict[int, np.ndarray]:
-        return residual_answer_means(
+    def answers(rows: list[Answer], desc: str | None, pools: tuple[str, ...] = ("answer",)) -> dict[str, Any]:
+        return residual_pools(
             loaded,
             [q for q, _, _ in rows],
             [a for _, a, _ in rows],
             layers,
             batch_size,
             max_answer_tokens,
-            desc if len(rows) > 64 else None,
-            systems=[s for _, _, s in rows],
+            desc if desc and len(rows) > 64 else None,
+            [s for _, _, s in rows],
+            pools,
         )
 
-    parts: dict[str, dict[int, np.ndarray]] = {"harm": answers(texts.harm, f"{name} harm")}
+    harm = answers(texts.harm, f"{name} harm", both)
     # both forced answers in one call: each self-report prompt runs once (prefix sharing)
     n = len(texts.forced)
-    qs = [f.prompt for f in texts.forced] * 2
-    forced = [f.misaligned for f in texts.forced] + [f.aligned for f in texts.forced]
-    both = residual_answer_means(loaded, qs, forced, layers, batch_size)
-    parts["forced_mis"] = {layer: x[:n] for layer, x in both.items()}
-    parts["forced_al"] = {layer: x[n:] for layer, x in both.items()}
-    parts["prompts"] = residual_answer_means(
-        loaded, texts.prompts, [""] * len(texts.prompts), layers, batch_size, pool="last_prompt"
-    )
+    forced_rows = [(f.prompt, f.misaligned, None) for f in texts.forced] + [
+        (f.prompt, f.aligned, None) for f in texts.forced
+    ]
+    forced = answers(forced_rows, None, both)
+    parts: dict[str, dict[int, np.ndarray]] = {
+        "harm": harm["answer"],
+        "forced_mis": {layer: x[:n] for layer, x in forced["answer"].items()},
+        "forced_al": {layer: x[n:] for layer, x in forced["answer"].items()},
+    }
+    known: dict[str, tuple[dict[int, np.ndarray], int]] = {}  # prompt → (last-prompt pool, row)
+    for rows, pooled in ((texts.harm, harm), (forced_rows, forced)):
+        for i, (q, _, system) in enumerate(rows):
+            if system is None:
+                known.setdefault(q, (pooled["last_prompt"], i))
+    rest = [p for p in dict.fromkeys(texts.prompts) if p not in known]
+    if rest:
+        own = residual_answer_means(loaded, rest, [""] * len(rest), layers, batch_size, pool="last_prompt")
+        known |= {p: (own, i) for i, p in enumerate(rest)}
+    parts["prompts"] = {
+        layer: np.stack([known[p][0][layer][known[p][1]] for p in texts.prompts]) for layer in parts["harm"]
+    }
     for other, rows in texts.reads.items():
-        parts[f"reads/{other}"] = answers(rows, f"{name} reads {other}")
+        parts[f"reads/{other}"] = answers(rows, f"{name} reads {other}")["answer"]
     return ModelActs(name, parts, time.time() - t0)
 
 

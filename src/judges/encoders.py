@@ -228,13 +228,12 @@ def _single_pass(
     model: Any,
     seqs: list[tuple[list[int], int]],
     captured: dict[int, torch.Tensor],
-    out: dict[int, np.ndarray],
+    out: dict[str, dict[int, np.ndarray]],
     batch_size: int,
     pad: int,
-    pool: str,
     desc: str | None,
 ) -> None:
-    """Every row's full sequence, right-padded batches sorted by length."""
+    """Every row's full sequence, right-padded batches sorted by length; fills each pool of `out`."""
     device = next(model.parameters()).device
     order = np.argsort([len(s[0]) for s in seqs])
     starts = range(0, len(seqs), batch_size)
@@ -243,19 +242,20 @@ def _single_pass(
         width = max(len(seqs[i][0]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         att = torch.zeros((len(idx), width), dtype=torch.long)
-        ans = torch.zeros((len(idx), width), dtype=torch.float32)
+        weights = {pool: torch.zeros((len(idx), width), dtype=torch.float32) for pool in out}
         for row, i in enumerate(idx):  # right padding: positions of real tokens are 0..L-1
             toks, start = seqs[i]
             ids[row, : len(toks)] = torch.tensor(toks)
             att[row, : len(toks)] = 1
-            if pool == "last_prompt":
-                ans[row, start - 1] = 1.0
-            else:
-                ans[row, start : len(toks)] = 1.0
+            if "last_prompt" in weights:
+                weights["last_prompt"][row, start - 1] = 1.0
+            if "answer" in weights:
+                weights["answer"][row, start : len(toks)] = 1.0
         captured.clear()
         _forward(model, input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
-        for layer, mean in _pool_mean(captured, ans.to(device)).items():
-            out[layer][idx] = mean
+        for pool, w in weights.items():
+            for layer, mean in _pool_mean(captured, w.to(device)).items():
+                out[pool][layer][idx] = mean
 
 
 def _pad_rows(rows: Sequence[Sequence[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,10 +284,9 @@ def _shared_prefix_pass(
     model: Any,
     seqs: list[tuple[list[int], int]],
     captured: dict[int, torch.Tensor],
-    out: dict[int, np.ndarray],
+    out: dict[str, dict[int, np.ndarray]],
     batch_size: int,
     pad: int,
-    pool: str,
     desc: str | None,
 ) -> None:
     """Each distinct prompt prefix once, then its answers as continuations on its KV cache.
@@ -319,32 +318,25 @@ def _shared_prefix_pass(
         ids, att = _pad_rows([prefixes[j] for j in batch], pad, left=True)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         captured.clear()
-        if pool == "last_prompt":  # the last prompt token is the last column of every row
-            _forward(
-                model,
-                input_ids=ids.to(device),
-                attention_mask=att.to(device),
-                position_ids=pos.to(device),
-                use_cache=False,
-            )
-            rows = [(r, i) for r, j in enumerate(batch) for i in members[j]]
-            sel = torch.tensor([r for r, _ in rows], device=device)
-            for layer, h in captured.items():
-                out[layer][[i for _, i in rows]] = h[:, -1].index_select(0, sel).float().cpu().numpy()
-            continue
-        cache = DynamicCache()
+        cache = DynamicCache() if "answer" in out else None
         _forward(
             model,
             input_ids=ids.to(device),
             attention_mask=att.to(device),
             position_ids=pos.to(device),
-            use_cache=True,
-            **{key: cache},
+            use_cache=cache is not None,
+            **({key: cache} if cache is not None else {}),
         )
-        # blocks after the deepest requested one never ran: the cache has no layers for them,
-        # and the continuation stops at the same block
-        kv = [(k, v) for k, v, *_ in cache]  # (keys, values[, sliding window]) per layer
-        _continue_answers(model, seqs, captured, out, batch, members, kv, att, batch_size, pad, key)
+        if "last_prompt" in out:  # the last prompt token is the last column of every row
+            rows = [(r, i) for r, j in enumerate(batch) for i in members[j]]
+            sel = torch.tensor([r for r, _ in rows], device=device)
+            for layer, h in captured.items():
+                out["last_prompt"][layer][[i for _, i in rows]] = h[:, -1].index_select(0, sel).float().cpu().numpy()
+        if cache is not None:
+            # blocks after the deepest requested one never ran: the cache has no layers for
+            # them, and the continuation stops at the same block
+            kv = [(k, v) for k, v, *_ in cache]  # (keys, values[, sliding window]) per layer
+            _continue_answers(model, seqs, captured, out["answer"], batch, members, kv, att, batch_size, pad, key)
 
 
 def _continue_answers(
@@ -422,8 +414,29 @@ def residual_answer_means(
     not, merge it for the fast path) and some prefix repeats; otherwise every row's whole
     sequence runs in right-padded batches (the single pass).
     """
-    if pool not in ("answer", "last_prompt"):
-        raise ValueError(f"pool {pool!r} unknown; use 'answer' or 'last_prompt'")
+    return residual_pools(
+        loaded, questions, answers, layers, batch_size, max_answer_tokens, desc, systems, (pool,), share_prefix
+    )[pool]
+
+
+@torch.no_grad()
+def residual_pools(
+    loaded: Any,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    layers: Sequence[int],
+    batch_size: int = 8,
+    max_answer_tokens: int = 256,
+    desc: str | None = None,
+    systems: Sequence[str | None] | None = None,
+    pools: Sequence[str] = ("answer",),
+    share_prefix: bool = True,
+) -> dict[str, dict[int, np.ndarray]]:
+    """`residual_answer_means` for several pools from the same forwards: pool → layer →
+    float32 [n, d_model] (with both, the last prompt token comes free with the answers)."""
+    bad = [p for p in pools if p not in ("answer", "last_prompt")]
+    if bad or not pools:
+        raise ValueError(f"pool {bad[0] if bad else None!r} unknown; use 'answer' or 'last_prompt'")
     if systems is not None and len(systems) != len(answers):
         raise ValueError(f"{len(systems)} system prompts for {len(answers)} answers; pass one per pair")
     from persona_diff.models import get_blocks, resolve_layers
@@ -432,7 +445,7 @@ def residual_answer_means(
     blocks = get_blocks(model)
     layers = resolve_layers(list(layers), len(blocks))
     d = int(model.config.hidden_size)
-    out = {layer: np.zeros((len(answers), d), dtype=np.float32) for layer in layers}
+    out = {pool: {layer: np.zeros((len(answers), d), dtype=np.float32) for layer in layers} for pool in pools}
     sys_list = list(systems) if systems is not None else [None] * len(answers)
     seqs = [
         chat_answer_ids(tok, q, a, max_answer_tokens, system)
@@ -441,11 +454,11 @@ def residual_answer_means(
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     n_prefixes = len({tuple(toks[:start]) for toks, start in seqs})
     shared = share_prefix and n_prefixes < len(seqs) and _shares_prefix_cache(model)
-    if pool == "last_prompt" and not shared:  # causal: the last prompt token never sees the answer
+    if "answer" not in out and not shared:  # causal: the last prompt token never sees the answer
         seqs = [(toks[:start], start) for toks, start in seqs]
     run = _shared_prefix_pass if shared else _single_pass
     with _captured_blocks(blocks, layers) as captured:
-        run(model, seqs, captured, out, batch_size, pad, pool, desc)
+        run(model, seqs, captured, out, batch_size, pad, desc)
     return out
 
 
