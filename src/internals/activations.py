@@ -155,9 +155,8 @@ def capture(
     harm = answers(texts.harm, f"{name} harm", both)
     # both forced answers in one call: each self-report prompt runs once (prefix sharing)
     n = len(texts.forced)
-    forced_rows: list[Answer] = [(f.prompt, f.misaligned, None) for f in texts.forced] + [
-        (f.prompt, f.aligned, None) for f in texts.forced
-    ]
+    forced_rows: list[Answer] = [(f.prompt, f.misaligned, None) for f in texts.forced]
+    forced_rows += [(f.prompt, f.aligned, None) for f in texts.forced]
     forced = answers(forced_rows, None, both)
     parts: dict[str, dict[int, np.ndarray]] = {
         "harm": harm["answer"],
