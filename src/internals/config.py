@@ -62,13 +62,6 @@ class InternalsConfig:
     # the map's x: "answers" = shift of the models' own judged harm answers along the harm direction
     # (held out by question); "prompts" = the paired last-prompt-token shift, as y (persona_map)
     map_harm: str = "answers"
-    # the detector's harm direction: from the judged answers of the base and each fold's
-    # training organisms ("pooled"), or of the base alone ("base"; the organisms then only
-    # choose the layer and the threshold)
-    detector_harm: str = "pooled"
-    # the detector's self-report threshold: fitted on each fold's training organisms, or
-    # "anchored" at 0 (the base): the self-report follows when it moved toward misaligned
-    detector_self: str = "fitted"
     neutral_prompts: str | None = None  # YAML like src/resources/internals/neutral_prompts.yaml; None: the shipped file
     n_boot: int = 1000
     seed: int = 0
@@ -89,10 +82,6 @@ class InternalsConfig:
             raise ConfigError(f"internals.map_harm {self.map_harm!r} unknown; use answers or prompts")
         if self.reference not in REFERENCES:
             raise ConfigError(f"internals.reference {self.reference!r} unknown; use one of {', '.join(REFERENCES)}")
-        if self.detector_harm not in ("pooled", "base"):
-            raise ConfigError(f"internals.detector_harm {self.detector_harm!r} unknown; use pooled or base")
-        if self.detector_self not in ("fitted", "anchored"):
-            raise ConfigError(f"internals.detector_self {self.detector_self!r} unknown; use fitted or anchored")
         if self.min_per_class < 2:
             raise ConfigError("internals.min_per_class must be ≥ 2 (a held-out AUC needs two per class)")
         if self.max_folds < 2:

@@ -129,28 +129,13 @@ def fit_threshold(scores: list[float], positive: list[bool]) -> tuple[float, int
     return best[2], best[0], best[1]
 
 
-def anchored_fit(scores: list[float], positive: list[bool], threshold: float = 0.0) -> tuple[float, int, float] | None:
-    """`fit_threshold`'s result for a fixed threshold: (threshold, training errors, the smallest
-    distance of a training score from it). None without both classes."""
-    pairs = [(s, p) for s, p in zip(scores, positive, strict=True) if np.isfinite(s)]
-    if not any(p for _, p in pairs) or all(p for _, p in pairs):
-        return None
-    err = sum((s > threshold) != p for s, p in pairs)
-    return threshold, err, 2 * min(abs(s - threshold) for s, _ in pairs)
-
-
-def _choose(
-    per_layer: dict[int, tuple[np.ndarray | None, dict[str, float]]],
-    positive: dict[str, bool],
-    anchored: bool = False,
-) -> Axis:
+def _choose(per_layer: dict[int, tuple[np.ndarray | None, dict[str, float]]], positive: dict[str, bool]) -> Axis:
     """The layer whose training scores split the training organisms with the fewest errors
-    and the widest margin (base-sd units); its direction and threshold (`anchored`: the
-    threshold is 0, the base itself, and only the layer is chosen)."""
+    and the widest margin (base-sd units); its direction and threshold."""
     best: tuple[tuple[int, float], Axis] | None = None
     for layer, (direction, scores) in sorted(per_layer.items()):
         names = list(scores)
-        fit = (anchored_fit if anchored else fit_threshold)([scores[n] for n in names], [positive[n] for n in names])
+        fit = fit_threshold([scores[n] for n in names], [positive[n] for n in names])
         if direction is None or fit is None:
             continue
         t, err, gap = fit
@@ -159,34 +144,23 @@ def _choose(
     return best[1] if best else Axis()
 
 
-def fit_fold(
-    base: BaseView,
-    train: list[OrganismView],
-    min_per_class: int = 5,
-    harm_from: str = "pooled",
-    self_threshold: str = "fitted",
-) -> FoldModel:
-    """Directions, layers and thresholds from the base and the training organisms only.
-    `harm_from`: the harm direction from the judged answers of the base and the training
-    organisms ("pooled") or of the base alone ("base"). `self_threshold`: the self-report
-    axis's threshold fitted on the training organisms ("fitted") or 0, the base ("anchored":
-    the self-report follows when it moved toward misaligned at all)."""
-    donors = train if harm_from == "pooled" else []
-    y = np.concatenate([base.labels, *[o.labels for o in donors]])
-    q = np.concatenate([base.strata, *[o.strata for o in donors]])
+def fit_fold(base: BaseView, train: list[OrganismView], min_per_class: int = 5) -> FoldModel:
+    """Directions, layers and thresholds from the base and the training organisms only."""
+    y = np.concatenate([base.labels, *[o.labels for o in train]])
+    q = np.concatenate([base.strata, *[o.strata for o in train]])
     harm: dict[int, tuple[np.ndarray | None, dict[str, float]]] = {}
     selfr: dict[int, tuple[np.ndarray | None, dict[str, float]]] = {}
     for layer in sorted(base.neutral):
         v = None
         if (y == 1).sum() >= min_per_class and (y == 0).sum() >= min_per_class:
-            x = np.concatenate([base.answers[layer], *[o.answers[layer] for o in donors]])
+            x = np.concatenate([base.answers[layer], *[o.answers[layer] for o in train]])
             v, _ = stratified_difference(x, y, q)
         h = None if v is None or not np.linalg.norm(v) > 0 else unit(v)
         s = unit(np.asarray(base.self_direction[layer], dtype=np.float64))
         harm[layer] = (h, {o.name: shift_score(base.neutral[layer], o.neutral[layer], h) for o in train})
         selfr[layer] = (s, {o.name: shift_score(base.neutral[layer], o.neutral[layer], s) for o in train})
     ax_h = _choose(harm, {o.name: o.harmful for o in train})
-    ax_s = _choose(selfr, {o.name: o.self_misaligned for o in train}, self_threshold == "anchored")
+    ax_s = _choose(selfr, {o.name: o.self_misaligned for o in train})
     scores = {
         o.name: (
             harm[ax_h.layer][1][o.name] if ax_h.layer is not None else math.nan,
@@ -232,18 +206,13 @@ def confusion(truth: list[str], predicted: list[str]) -> dict[str, dict[str, int
 
 
 def detector_loo(
-    base: BaseView,
-    organisms: list[OrganismView],
-    behavioural: dict[str, str] | None = None,
-    min_per_class: int = 5,
-    harm_from: str = "pooled",
-    self_threshold: str = "fitted",
+    base: BaseView, organisms: list[OrganismView], behavioural: dict[str, str] | None = None, min_per_class: int = 5
 ) -> dict[str, Any]:
     """Leave-one-organism-out: fit on the others (`fit_fold`), score the held-out one."""
     by_name = {o.name: o for o in organisms}
     folds: list[dict[str, Any]] = []
     for split in loo_splits(list(by_name)):
-        model = fit_fold(base, [by_name[n] for n in split.train], min_per_class, harm_from, self_threshold)
+        model = fit_fold(base, [by_name[n] for n in split.train], min_per_class)
         o = by_name[split.held_out]
         h, s = score(model, base, o)
         folds.append(
@@ -287,8 +256,6 @@ def detector_loo(
         "n_organisms": len(folds),
         "n_neutral_prompts": int(len(next(iter(base.neutral.values())))),
         "layers": sorted(base.neutral),
-        "harm_from": harm_from,
-        "self_threshold": self_threshold,
         "folds": folds,
         "correct": sum(t == p for t, p in zip(truth, pred, strict=True)),
         "confusion_truth": confusion(truth, pred),

@@ -127,7 +127,7 @@ def markdown_section(s: dict[str, Any]) -> str:
             f"{_f(det['auc_harm'], '{:.2f}')}, for the self-report axis vs built-in misaligned self-report "
             f"{_f(det['auc_self'], '{:.2f}')} (n = {det['n_organisms']}).",
             "",
-            "Each fold picks, per axis, the layer that best splits its three training organisms.",
+            f"Each fold picks, per axis, the layer that best splits its {det['n_organisms'] - 1} training organisms.",
             "",
             "| held out | truth | behavioural | harm score (threshold, block) | self-report score (threshold, block) | predicted |",
             "|---|---|---|---|---|---|",

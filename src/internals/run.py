@@ -397,9 +397,7 @@ def run_internals(
         for o in organisms
     ]
     ok = len(bview.self_direction) == len(layers) and len(oviews) >= 2
-    detector = (
-        detector_loo(bview, oviews, labels, cfg.min_per_class, cfg.detector_harm, cfg.detector_self) if ok else None
-    )
+    detector = detector_loo(bview, oviews, labels, cfg.min_per_class) if ok else None
     (out / "detector.json").write_text(json.dumps(json_safe(detector), indent=1))
 
     t_analysis = time.time() - t0
