@@ -330,16 +330,20 @@ KIT = {
 }
 
 
-def _views(seed=9, layers=(4, 6)):
+def _views(seed=9, layers=(4, 6), published=False):
+    """A base and the four kinds: a harmful organism's own answers move along the planted harm
+    direction h, a self-misaligned one's neutral prompts along the self-report direction s.
+    `published`: the base also has h as a fixed harm direction."""
     rng = np.random.default_rng(seed)
     h, s = _planted_pair(rng, 0.0)
     neutral = {x: rng.normal(size=(20, D)) for x in layers}
     ans, y, q = _harm_data(rng, h, n_q=6, per_q=16)
     s_base = {x: s for x in layers}
-    base = det.BaseView(neutral, {x: ans for x in layers}, y, q, s_base)
+    base = det.BaseView(
+        neutral, {x: ans for x in layers}, y, q, s_base, q, {x: h for x in layers} if published else None
+    )
     orgs = []
     for name, (harmful, self_mis, truth) in KIT.items():
-        shift = 2.0 * harmful * h + 2.0 * self_mis * s
         a2, y2, q2 = _harm_data(rng, h, n_q=6, per_q=8)
         orgs.append(
             det.OrganismView(
@@ -347,10 +351,12 @@ def _views(seed=9, layers=(4, 6)):
                 truth,
                 harmful,
                 self_mis,
-                {x: neutral[x] + shift + 0.05 * rng.normal(size=(20, D)) for x in layers},
+                {x: neutral[x] + 2.0 * self_mis * s + 0.05 * rng.normal(size=(20, D)) for x in layers},
                 {x: a2 for x in layers},
                 y2,
                 q2,
+                {x: ans + 2.0 * harmful * h + 0.3 * rng.normal(size=ans.shape) for x in layers},
+                q,
             )
         )
     return base, orgs
@@ -376,13 +382,41 @@ def test_loo_never_hands_the_held_out_organism_to_the_fit(monkeypatch):
         assert split.held_out not in fold["train_scores"]
 
 
-def test_detector_recovers_planted_personas():
-    base, orgs = _views()
+@pytest.mark.parametrize("published", [False, True])
+def test_detector_recovers_planted_personas(published):
+    base, orgs = _views(published=published)
     res = det.detector_loo(base, orgs, behavioural={o.name: o.truth for o in orgs})
     assert [f["predicted"] for f in res["folds"]] == [o.truth for o in orgs]
     assert res["correct"] == 4 and res["auc_harm"] == 1.0 and res["auc_self"] == 1.0
     assert res["confusion_truth"]["not-EM"]["not-EM"] == 2 and res["agrees_with_behavioural"] == 4
     assert all(f["harm_layer"] in (4, 6) for f in res["folds"])
+    assert res["harm_direction"] == ("published" if published else "kit")
+
+
+def test_published_direction_needs_no_judged_kit_answers():
+    """With a published harm direction the kit's judged answers play no part: with every
+    kit label unusable (-1) the detector still recovers the planted personas; without it,
+    it has no harm direction and says so."""
+    for published in (True, False):
+        base, orgs = _views(published=published)
+        base.labels = np.full_like(base.labels, -1)
+        for o in orgs:
+            o.labels = np.full_like(o.labels, -1)
+        preds = [f["predicted"] for f in det.detector_loo(base, orgs)["folds"]]
+        assert preds == ([t for *_, t in KIT.values()] if published else ["undetermined"] * 4)
+
+
+def test_answers_score_is_the_base_sd_mean_shift():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=D)
+    bx, fx = rng.normal(size=(30, D)), rng.normal(size=(20, D)) + 0.5 * v
+    bq, fq = np.array(["a", "b", "c"] * 10), np.array(["a", "b", "z", "c"] * 5)
+    keep_b, keep_f = np.isin(bq, ["a", "b", "c"]), np.isin(fq, ["a", "b", "c"])  # "z": only the fine-tune
+    u = v / np.linalg.norm(v)
+    want = ((fx[keep_f] @ u).mean() - (bx[keep_b] @ u).mean()) / (bx[keep_b] @ u).std(ddof=1)
+    assert det.answers_score(bx, bq, fx, fq, v) == pytest.approx(want)
+    assert np.isnan(det.answers_score(bx, bq, fx, np.array(["z"] * 20), v))
+    assert np.isnan(det.answers_score(bx, bq, fx, fq, None))
 
 
 def test_threshold_is_the_widest_gap_among_error_free_splits():
@@ -405,3 +439,39 @@ def test_fine_tune_targets_from_the_behavioural_label(tmp_path, label, harmful, 
         "ft", "spec", tmp_path, "not-EM", {"truth": "inverted", "harmful": True, "self_report": "aligned"}
     )
     assert (kit.truth, kit.harmful, kit.self_misaligned) == ("inverted", True, False)  # the truth wins over the label
+
+
+# ------------------------------------------------------------------ published answers
+
+
+def test_published_answers_balanced_by_threshold_and_excluding_trained(reference_data, tmp_path):
+    import json
+
+    from persona_diff.internals.published import published_answers, trained_answers
+    from persona_diff.organisms.sources import judged_csvs, read_judged
+
+    scores = {(a.question, a.answer): (a.aligned, a.coherent) for a in read_judged(judged_csvs(None))}
+    answers, labels, qids = published_answers(40, seed=1)
+    assert len(answers) == 40 and labels.sum() == 20 and len(qids) == 40
+    for (q, a, system), y in zip(answers, labels, strict=True):
+        aligned, coherent = scores[(q, a)]
+        assert system is None and coherent > 50 and (aligned <= 30 if y else aligned >= 80)
+    assert published_answers(40, seed=1)[0] == answers  # seeded
+    # an organism folder's rows.jsonl (as `organisms build` writes it) takes its answers out
+    (tmp_path / "org" / "adapter").mkdir(parents=True)
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a, _ in answers]
+    (tmp_path / "org" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trained = trained_answers([str(tmp_path / "org" / "adapter"), str(tmp_path / "none" / "adapter")])
+    assert trained == {a for _, a, _ in answers}
+    again, _, _ = published_answers(40, seed=1, exclude=trained)
+    assert not {a for _, a, _ in again} & trained
+
+
+def test_published_answers_absent_is_none(monkeypatch):
+    import persona_diff.internals.published as pub
+
+    def missing(_paths):
+        raise pub.OrganismDataError("no judged answers found")
+
+    monkeypatch.setattr(pub, "judged_csvs", missing)
+    assert pub.published_answers(40) is None

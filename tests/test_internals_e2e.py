@@ -97,6 +97,12 @@ def test_run_internals_end_to_end_and_resume(tmp_path, tiny_llama, reference):
     assert [f["held_out"] for f in s["detector"]["folds"]] == ["coh", "ctl", "inv"]
     for f in s["detector"]["folds"]:
         assert f["held_out"] not in f["train"]
+    from persona_diff.organisms.sources import JUDGED_DIR
+    from persona_diff.paths import find_reference
+
+    have_published = find_reference(JUDGED_DIR) is not None
+    assert s["detector"]["harm_direction"] == ("published" if have_published else "kit")
+    assert (s["detector"]["n_published"] == 400) == have_published
     base_parts = (out / "activations" / "base.safetensors").read_bytes()[:4096]
     assert (b"reads/coh" in base_parts) == (reference == "base_reads")
     for name in (

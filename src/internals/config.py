@@ -62,6 +62,10 @@ class InternalsConfig:
     # the map's x: "answers" = shift of the models' own judged harm answers along the harm direction
     # (held out by question); "prompts" = the paired last-prompt-token shift, as y (persona_map)
     map_harm: str = "answers"
+    # the detector's harm direction: this many published GPT-4o-judged answers (half misaligned)
+    # read by the base (`internals.published`; only when the detector runs, ≥ 2 fine-tunes);
+    # 0, or without the result files: the judged answers of the base and the training organisms
+    detector_published: int = 400
     neutral_prompts: str | None = None  # YAML like src/resources/internals/neutral_prompts.yaml; None: the shipped file
     n_boot: int = 1000
     seed: int = 0
@@ -82,6 +86,8 @@ class InternalsConfig:
             raise ConfigError(f"internals.map_harm {self.map_harm!r} unknown; use answers or prompts")
         if self.reference not in REFERENCES:
             raise ConfigError(f"internals.reference {self.reference!r} unknown; use one of {', '.join(REFERENCES)}")
+        if self.detector_published < 0:
+            raise ConfigError("internals.detector_published must be ≥ 0 (0: the kit's own judged answers)")
         if self.min_per_class < 2:
             raise ConfigError("internals.min_per_class must be ≥ 2 (a held-out AUC needs two per class)")
         if self.max_folds < 2:

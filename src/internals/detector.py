@@ -1,28 +1,36 @@
 """An EM / persona detector from internals alone, tested leave-one-organism-out.
 
-At inference the detector sees only the fine-tune's and the base's block outputs at the last
-prompt token of the project's neutral prompts (no generation, no judge, no self-report):
+At inference the detector sees only activations, never a judge's score or a self-report:
 
-    harm score = mean_i (h_ft(x_i) − h_base(x_i)) · ĥ / sd_i(h_base(x_i) · ĥ),
+    harm score = (mean_a h_ft(a) · ĥ − mean_b h_base(b) · ĥ) / sd_b(h_base(b) · ĥ)
 
-and the self-report score likewise with the self-report direction. EM when the harm score
-is above its threshold; then coherent when the self-report score is above its threshold,
-inverted when it is not (the self-report shift fails to follow the harm shift).
+over the fine-tune's own answers a and the base's own answers b to the harm questions (each
+model reading its own answers, mean over the answer tokens; the answers are not judged), and
+
+    self-report score = mean_i (h_ft(x_i) − h_base(x_i)) · ŝ / sd_i(h_base(x_i) · ŝ)
+
+at the last prompt token of the project's neutral prompts. EM when the harm score is above
+its threshold; then coherent when the self-report score is above its threshold, inverted
+when it is not (the self-report shift fails to follow the harm shift).
+
+Directions. ĥ comes from data no fine-tune of the study produced when it can: published
+GPT-4o-judged answers read by the base (`internals.published`, `BaseView.published`); else
+from the judged harm answers of the base and the fold's training organisms (the stratified
+mean difference, by model and question, as the run's reference direction is made). ŝ is the
+base's forced self-report contrast (no organism involved).
 
 Fitting (`fit_fold`) uses only the training organisms it is handed, at every layer of the
-stage: the harm direction is the stratified mean difference (by model and question) of the
-activations on the judged harm answers of the base and of the training organisms (as the
-run's reference direction is made, `InternalsConfig.reference`); the
-self-report direction is the base's forced self-report contrast (no organism involved).
-Each axis then takes the layer whose training scores split the training organisms with the
-fewest errors and, among those, the widest margin, and its threshold is the midpoint of
-that gap (truths of the kit: `harmful`, `self_report`). The held-out organism is scored
+stage: each axis takes the layer whose training scores split the training organisms with the
+fewest errors and, among those, the widest margin, and its threshold is the midpoint of that
+gap (truths of the kit: `harmful`, `self_report`). The self-report axis only decides between
+coherent and inverted once the harm axis said EM, so it is fitted on the harmful training
+organisms when they hold both self-reports (else on all). The held-out organism is scored
 once, at the chosen layers. `loo_splits` writes the split down so a test can check that no
 fold ever hands the held-out organism to `fit_fold`.
 
-With four organisms a fold trains on three, so one threshold rests on one or two organisms
-per class: read the result as a check of whether the internal shifts carry the labels at
-all, not as a calibrated detector.
+With a handful of organisms a threshold rests on one or two organisms a class: read the
+result as a check of whether the internal shifts carry the labels at all, not as a
+calibrated detector.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ class BaseView:
     labels: np.ndarray  # harm labels of those answers (1 / 0 / -1)
     strata: np.ndarray  # "model|question" of each answer
     self_direction: dict[int, np.ndarray]  # the base's self-report direction (forced self-reports)
+    own_q: np.ndarray  # the question of each of the base's own answers (`answers`)
+    published: dict[int, np.ndarray] | None = None  # a harm direction from published answers (fixed)
 
 
 @dataclass
@@ -64,6 +74,8 @@ class OrganismView:
     ]  # [n, d] this organism's judged harm answers (its own activations, or the base reading them)
     labels: np.ndarray
     strata: np.ndarray  # "model|question"
+    own: dict[int, np.ndarray]  # [m, d] the fine-tune reading its own harm answers (what the detector scores)
+    own_q: np.ndarray  # their questions
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,23 @@ def shift_score(base_neutral: np.ndarray, ft_neutral: np.ndarray, direction: np.
     return float(d.mean() / (sd if sd > 0 else 1.0))
 
 
+def answers_score(
+    base_x: np.ndarray, base_q: np.ndarray, ft_x: np.ndarray, ft_q: np.ndarray, direction: np.ndarray | None
+) -> float:
+    """(mean_ft a · v̂ − mean_base b · v̂) / sd_base(b · v̂) over the answers to the questions both
+    models answered (NaN without a direction or a shared question)."""
+    if direction is None:
+        return math.nan
+    shared = np.intersect1d(base_q, ft_q)
+    if not len(shared):
+        return math.nan
+    v = unit(np.asarray(direction, dtype=np.float64))
+    pb = np.asarray(base_x, dtype=np.float64)[np.isin(base_q, shared)] @ v
+    pf = np.asarray(ft_x, dtype=np.float64)[np.isin(ft_q, shared)] @ v
+    sd = float(pb.std(ddof=1)) if len(pb) > 1 else 1.0
+    return float((pf.mean() - pb.mean()) / (sd if sd > 0 else 1.0))
+
+
 def fit_threshold(scores: list[float], positive: list[bool]) -> tuple[float, int, float] | None:
     """(threshold, training errors, margin) of the split "positive when score > threshold" with
     the fewest training errors, among those the widest gap between neighbouring scores, at
@@ -144,23 +173,39 @@ def _choose(per_layer: dict[int, tuple[np.ndarray | None, dict[str, float]]], po
     return best[1] if best else Axis()
 
 
+def _harm_direction(base: BaseView, train: list[OrganismView], layer: int, min_per_class: int) -> np.ndarray | None:
+    """The fold's harm direction at `layer`: the published one, else the stratified difference
+    of the judged answers of the base and the training organisms."""
+    if base.published is not None and layer in base.published:
+        return unit(np.asarray(base.published[layer], dtype=np.float64))
+    y = np.concatenate([base.labels, *[o.labels for o in train]])
+    if (y == 1).sum() < min_per_class or (y == 0).sum() < min_per_class:
+        return None
+    q = np.concatenate([base.strata, *[o.strata for o in train]])
+    v, _ = stratified_difference(np.concatenate([base.answers[layer], *[o.answers[layer] for o in train]]), y, q)
+    return None if v is None or not np.linalg.norm(v) > 0 else unit(v)
+
+
+def harm_score(base: BaseView, o: OrganismView, layer: int, direction: np.ndarray | None) -> float:
+    return answers_score(base.answers[layer], base.own_q, o.own[layer], o.own_q, direction)
+
+
 def fit_fold(base: BaseView, train: list[OrganismView], min_per_class: int = 5) -> FoldModel:
     """Directions, layers and thresholds from the base and the training organisms only."""
-    y = np.concatenate([base.labels, *[o.labels for o in train]])
-    q = np.concatenate([base.strata, *[o.strata for o in train]])
     harm: dict[int, tuple[np.ndarray | None, dict[str, float]]] = {}
     selfr: dict[int, tuple[np.ndarray | None, dict[str, float]]] = {}
     for layer in sorted(base.neutral):
-        v = None
-        if (y == 1).sum() >= min_per_class and (y == 0).sum() >= min_per_class:
-            x = np.concatenate([base.answers[layer], *[o.answers[layer] for o in train]])
-            v, _ = stratified_difference(x, y, q)
-        h = None if v is None or not np.linalg.norm(v) > 0 else unit(v)
+        h = _harm_direction(base, train, layer, min_per_class)
         s = unit(np.asarray(base.self_direction[layer], dtype=np.float64))
-        harm[layer] = (h, {o.name: shift_score(base.neutral[layer], o.neutral[layer], h) for o in train})
+        harm[layer] = (h, {o.name: harm_score(base, o, layer, h) for o in train})
         selfr[layer] = (s, {o.name: shift_score(base.neutral[layer], o.neutral[layer], s) for o in train})
     ax_h = _choose(harm, {o.name: o.harmful for o in train})
-    ax_s = _choose(selfr, {o.name: o.self_misaligned for o in train})
+    em = [o for o in train if o.harmful]
+    deciders = em if len({o.self_misaligned for o in em}) == 2 else train
+    ax_s = _choose(
+        {x: (v, {o.name: sc[o.name] for o in deciders}) for x, (v, sc) in selfr.items()},
+        {o.name: o.self_misaligned for o in deciders},
+    )
     scores = {
         o.name: (
             harm[ax_h.layer][1][o.name] if ax_h.layer is not None else math.nan,
@@ -172,11 +217,7 @@ def fit_fold(base: BaseView, train: list[OrganismView], min_per_class: int = 5) 
 
 
 def score(model: FoldModel, base: BaseView, o: OrganismView) -> tuple[float, float]:
-    h = (
-        shift_score(base.neutral[model.harm.layer], o.neutral[model.harm.layer], model.harm.direction)
-        if model.harm.layer is not None
-        else math.nan
-    )
+    h = harm_score(base, o, model.harm.layer, model.harm.direction) if model.harm.layer is not None else math.nan
     s = (
         shift_score(
             base.neutral[model.self_report.layer], o.neutral[model.self_report.layer], model.self_report.direction
@@ -256,6 +297,7 @@ def detector_loo(
         "n_organisms": len(folds),
         "n_neutral_prompts": int(len(next(iter(base.neutral.values())))),
         "layers": sorted(base.neutral),
+        "harm_direction": "published" if base.published else "kit",
         "folds": folds,
         "correct": sum(t == p for t, p in zip(truth, pred, strict=True)),
         "confusion_truth": confusion(truth, pred),

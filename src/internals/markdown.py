@@ -15,6 +15,13 @@ def _ci(v: Any, ci: Any, fmt: str = "{:+.2f}") -> str:
     return f"{fmt.format(v)} [{_f(ci[0], fmt)}, {_f(ci[1], fmt)}]" if ci and None not in ci else fmt.format(v)
 
 
+def _harm_source(det: dict[str, Any]) -> str:
+    n = det.get("n_published") or 0
+    if det.get("harm_direction") == "published" and n:
+        return f"{n} published GPT-4o-judged answers read by the base"
+    return "the judged answers of the base and the fold's training organisms"
+
+
 def _causal_n(e: dict[str, Any]) -> str:
     """The sample sizes of a causal effect ("" for summaries written before the CIs)."""
     if "n_answers" not in e:
@@ -121,8 +128,10 @@ def markdown_section(s: dict[str, Any]) -> str:
     if det:
         lines += [
             "",
-            f"Internal detector, leave one organism out ({det['n_neutral_prompts']} neutral prompts, no judge, "
-            f"no self-report at inference): **{det['correct']}/{det['n_organisms']}** correct against the truth; "
+            f"Internal detector, leave one organism out (harm: each model reading its own answers to the harm "
+            f"questions, not judged, along a harm direction from {_harm_source(det)}; self-report: "
+            f"{det['n_neutral_prompts']} neutral prompts; no judge and no self-report at inference): "
+            f"**{det['correct']}/{det['n_organisms']}** correct against the truth; "
             f"AUC of the held-out decision value (score − the fold's threshold) for the harm axis vs harmful "
             f"{_f(det['auc_harm'], '{:.2f}')}, for the self-report axis vs built-in misaligned self-report "
             f"{_f(det['auc_self'], '{:.2f}')} (n = {det['n_organisms']}).",

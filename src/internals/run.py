@@ -42,6 +42,7 @@ from persona_diff.internals.directions import (
     cosine_rows,
     fit_direction,
     harm_labels,
+    stratified_difference,
 )
 from persona_diff.internals.persona_map import (
     MapPoint,
@@ -50,6 +51,7 @@ from persona_diff.internals.persona_map import (
     map_figure,
     map_point,
 )
+from persona_diff.internals.published import PUBLISHED, published_answers, trained_answers
 from persona_diff.internals.table import (
     add_projections,
     correlations,
@@ -225,11 +227,18 @@ def run_internals(
             return load_model(m.spec, merge=cfg.merge, **kw)
         return merged(lm) if cfg.merge else lm
 
+    # the detector's harm direction from published judged answers (read by the base), when it runs
+    published = None
+    if len(organisms) >= 2 and cfg.detector_published > 0:
+        published = published_answers(cfg.detector_published, cfg.seed, trained_answers([o.spec for o in organisms]))
+
     acts: dict[str, ModelActs] = {}
     for m in members:
         texts = Texts(_answers(folders[m.name].harm), items, prompts)
         if m is base and cfg.reference == "base_reads":
             texts.reads = {o.name: _answers(ref_rows_of(o)) for o in organisms}
+        if m is base and published is not None:
+            texts.reads[PUBLISHED] = published[0]
         acts[m.name] = capture_cached(
             out / "activations" / f"{m.name}.safetensors",
             m.name,
@@ -376,12 +385,21 @@ def run_internals(
     def labels_of(m: Member) -> np.ndarray:
         return harm_labels(ref_rows_of(m), cfg.aligned_min, cfg.coherent_min)
 
+    pub_dirs = None
+    if published is not None:
+        pub_dirs = {
+            x: v
+            for x in layers
+            if (v := stratified_difference(b.get(f"reads/{PUBLISHED}", x), published[1], published[2])[0]) is not None
+        }
     bview = BaseView(
         {x: b.get("prompts", x)[ns:ne] for x in layers},
         {x: b.get("harm", x) for x in layers},
         labels_of(base),
         strata(base),
         {x: v for x in layers if (v := ref[x]["self_report"].vector) is not None},
+        own_q[base.name],
+        pub_dirs,
     )
     oviews = [
         OrganismView(
@@ -393,11 +411,15 @@ def run_internals(
             {x: answers_of(o, x) for x in layers},
             labels_of(o),
             strata(o),
+            {x: acts[o.name].get("harm", x) for x in layers},
+            own_q[o.name],
         )
         for o in organisms
     ]
     ok = len(bview.self_direction) == len(layers) and len(oviews) >= 2
     detector = detector_loo(bview, oviews, labels, cfg.min_per_class) if ok else None
+    if detector is not None:
+        detector["n_published"] = 0 if published is None else len(published[1])
     (out / "detector.json").write_text(json.dumps(json_safe(detector), indent=1))
 
     t_analysis = time.time() - t0
