@@ -63,7 +63,7 @@ class InternalsConfig:
     # (held out by question); "prompts" = the paired last-prompt-token shift, as y (persona_map)
     map_harm: str = "answers"
     # the detector's harm direction: this many published GPT-4o-judged answers (half misaligned)
-    # read by the base (`internals.published`; only when the detector runs, ≥ 2 fine-tunes);
+    # read by the base (`internals.published`; only with ≥ 3 fine-tunes, when a fold can fit);
     # 0, or without the result files: the judged answers of the base and the training organisms
     detector_published: int = 400
     neutral_prompts: str | None = None  # YAML like src/resources/internals/neutral_prompts.yaml; None: the shipped file

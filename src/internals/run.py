@@ -227,9 +227,10 @@ def run_internals(
             return load_model(m.spec, merge=cfg.merge, **kw)
         return merged(lm) if cfg.merge else lm
 
-    # the detector's harm direction from published judged answers (read by the base), when it runs
+    # the detector's harm direction from published judged answers (read by the base), when it
+    # can fit: with two organisms a fold trains on one, which never holds both classes
     published = None
-    if len(organisms) >= 2 and cfg.detector_published > 0:
+    if len(organisms) >= 3 and cfg.detector_published > 0:
         published = published_answers(cfg.detector_published, cfg.seed, trained_answers([o.spec for o in organisms]))
 
     acts: dict[str, ModelActs] = {}
