@@ -377,7 +377,7 @@ def test_loo_never_hands_the_held_out_organism_to_the_fit(monkeypatch):
         held = next(o for o in orgs if o.name == fold["held_out"])
         assert fold["held_out"] == split.held_out
         assert all(o is not held for o in train)  # not even a copy of its arrays
-        assert not any(o.answers is held.answers or o.neutral is held.neutral for o in train)
+        assert not any(o.answers is held.answers or o.neutral is held.neutral or o.own is held.own for o in train)
         assert set(fold["train"]) == set(split.train) == {o.name for o in train}
         assert split.held_out not in fold["train_scores"]
 
