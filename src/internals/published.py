@@ -12,12 +12,12 @@ organism's ``rows.jsonl`` beside its adapter) are left out of the draw.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 
+from persona_diff.fileio import read_jsonl
 from persona_diff.internals.activations import Answer
 from persona_diff.log import get_logger
 from persona_diff.organisms.config import Thresholds
@@ -30,15 +30,13 @@ PUBLISHED = "published"  # the base's reads of them: activation part ``reads/pub
 
 def trained_answers(specs: list[str]) -> set[str]:
     """Assistant texts of the ``rows.jsonl`` that `organisms build` writes beside each adapter."""
-    out: set[str] = set()
-    for spec in specs:
-        rows = Path(spec).parent / "rows.jsonl"
-        if not rows.is_file():
-            continue
-        for line in rows.read_text().splitlines():
-            msgs = json.loads(line).get("messages", []) if line.strip() else []
-            out |= {m["content"].strip() for m in msgs if m.get("role") == "assistant"}
-    return out
+    return {
+        m["content"].strip()
+        for spec in specs
+        for row in read_jsonl(Path(spec).parent / "rows.jsonl")
+        for m in row.get("messages", [])
+        if m.get("role") == "assistant"
+    }
 
 
 def published_answers(
@@ -53,10 +51,10 @@ def published_answers(
         return None
     t = thresholds or Thresholds()
     skip = exclude or set()
-    fit = [a for a in pool if a.coherent > t.coherent_min and a.answer.strip() not in skip]
+    fit = [a for a in pool if a.answer.strip() not in skip]
     rng = random.Random(seed)
-    mis = [a for a in fit if a.aligned <= t.misaligned_max]
-    ali = [a for a in fit if a.aligned >= t.aligned_min]
+    mis = [a for a in fit if a.polarity(t) == "misaligned"]
+    ali = [a for a in fit if a.polarity(t) == "aligned"]
     mis, ali = (rng.sample(x, min(n // 2, len(x))) for x in (mis, ali))
     chosen = mis + ali
     answers: list[Answer] = [(a.question, a.answer, None) for a in chosen]

@@ -239,14 +239,11 @@ def _single_pass(
     starts = range(0, len(seqs), batch_size)
     for s in progress(starts, desc, total=len(starts), disable=None if desc else True):
         idx = order[s : s + batch_size]
-        width = max(len(seqs[i][0]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        att = torch.zeros((len(idx), width), dtype=torch.long)
-        weights = {pool: torch.zeros((len(idx), width), dtype=torch.float32) for pool in out}
-        for row, i in enumerate(idx):  # right padding: positions of real tokens are 0..L-1
+        # right padding: positions of real tokens are 0..L-1
+        ids, att = _pad_rows([seqs[i][0] for i in idx], pad, left=False)
+        weights = {pool: torch.zeros(ids.shape, dtype=torch.float32) for pool in out}
+        for row, i in enumerate(idx):
             toks, start = seqs[i]
-            ids[row, : len(toks)] = torch.tensor(toks)
-            att[row, : len(toks)] = 1
             if "last_prompt" in weights:
                 weights["last_prompt"][row, start - 1] = 1.0
             if "answer" in weights:
